@@ -1,0 +1,333 @@
+"""Models to Tracardi wire JSON, in one place.
+
+Everything that decides how an event, a subject or a property value looks on the
+wire lives here, so the golden files in ``tests/golden`` guard one module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import functools
+import json
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import attrs
+from slugify import slugify
+
+from ._times import format_utc, from_epoch, to_utc
+from .events import (
+    BaseEvent,
+    Event,
+    PagePing,
+    PageView,
+    ScreenView,
+    SelfDescribing,
+    StructuredEvent,
+)
+from .exceptions import InvalidEventError
+from .models import Options, SelfDescribingJson, Subject, Time
+
+JsonDict = dict[str, Any]
+
+
+def to_json_value(value: Any, path: str) -> Any:
+    """Return ``value`` as plain JSON data, or raise naming the path of the bad part.
+
+    Converted: datetime (aware, to ISO UTC), date and time (ISO), Decimal (to a
+    number), UUID (string), Enum (its value), set/frozenset/tuple (lists),
+    dataclass and attrs instances (objects). Rejected: NaN, infinity, naive
+    datetimes, non-string keys and every other type.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise InvalidEventError(path, f"{value!r} is not a finite number")
+        return value
+    if kind is dict:
+        return {
+            _key(key, path): to_json_value(item, f"{path}.{key}") for key, item in value.items()
+        }
+    if kind is list:
+        return [to_json_value(item, f"{path}[{index}]") for index, item in enumerate(value)]
+    return _convert_other(value, path)
+
+
+def _key(key: object, path: str) -> str:
+    if isinstance(key, str):
+        return key
+    raise InvalidEventError(f"{path}", f"key {key!r} is not a string")
+
+
+def _convert_other(value: Any, path: str) -> Any:
+    if isinstance(value, enum.Enum):
+        return to_json_value(value.value, path)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return to_json_value(float(value), path)
+    if isinstance(value, datetime):
+        return format_utc(to_utc(value, path))
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise InvalidEventError(path, f"{value!r} is not a finite number")
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return to_json_value(dict(value), path)
+    if isinstance(value, (list, tuple)):
+        return to_json_value(list(value), path)
+    if isinstance(value, (set, frozenset)):
+        items = list(value)
+        with contextlib.suppress(TypeError):  # unorderable members keep the set's order
+            items.sort()
+        return to_json_value(items, path)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+        return to_json_value(fields, path)
+    if attrs.has(type(value)):
+        return to_json_value(attrs.asdict(value, recurse=False), path)
+    raise InvalidEventError(path, f"{type(value).__name__} values cannot be sent to Tracardi")
+
+
+def _omit_none(values: Mapping[str, Any]) -> JsonDict:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def time_to_wire(value: Time) -> JsonDict:
+    """Tracardi's time object: the set times as ISO-8601 UTC strings."""
+    return {
+        name: format_utc(moment)
+        for name, moment in (
+            ("create", value.create),
+            ("insert", value.insert),
+            ("update", value.update),
+        )
+        if moment is not None
+    }
+
+
+def options_to_wire(options: Options) -> JsonDict:
+    """Payload options under the keys Tracardi's code reads."""
+    return {
+        "saveEvents": options.save_events,
+        "saveSession": options.save_session,
+        "saveProfile": options.save_profile,
+        "debugger": options.debugger,
+    }
+
+
+@functools.lru_cache(maxsize=4096)
+def event_type_slug(name: str) -> str:
+    """The Tracardi event type for a name: its slug (``Page View`` gives ``page-view``)."""
+    return slugify(name)
+
+
+def page_context(url: str, title: str | None, referrer: str | None) -> JsonDict:
+    """The event ``context.page`` Tracardi's JS tracker sends, from a URL, title and referrer."""
+    parts = urlsplit(url)
+    referer: JsonDict = {"host": None, "query": None}
+    if referrer:
+        ref = urlsplit(referrer)
+        referer = {"host": ref.netloc or None, "query": dict(parse_qsl(ref.query)) or None}
+    page: JsonDict = {"url": url, "path": parts.path or "/", "hash": parts.fragment or None}
+    page["title"] = title
+    page["referer"] = referer
+    return page
+
+
+def _event_body(event: BaseEvent) -> tuple[str, JsonDict, JsonDict]:
+    """Type, properties and the class's own context for one event."""
+    if isinstance(event, Event):
+        return event_type_slug(event.type), dict(event.properties or {}), {}
+    if isinstance(event, PageView):
+        return (
+            "page-view",
+            {},
+            {"page": page_context(event.page_url, event.page_title, event.referrer)},
+        )
+    if isinstance(event, PagePing):
+        offsets = {
+            "min_x": event.min_x,
+            "max_x": event.max_x,
+            "min_y": event.min_y,
+            "max_y": event.max_y,
+        }
+        return (
+            "page-ping",
+            _omit_none(offsets),
+            {"page": page_context(event.page_url, event.page_title, event.referrer)},
+        )
+    if isinstance(event, ScreenView):
+        screen = {
+            "id": event.id_,
+            "name": event.name,
+            "type": event.type,
+            "previous_name": event.previous_name,
+            "previous_id": event.previous_id,
+            "previous_type": event.previous_type,
+            "transition_type": event.transition_type,
+        }
+        return "screen-view", _omit_none(screen), {}
+    if isinstance(event, StructuredEvent):
+        structured = {
+            "category": event.category,
+            "action": event.action,
+            "label": event.label,
+            "property": event.property_,
+            "value": event.value,
+        }
+        return event_type_slug(event.action), _omit_none(structured), {}
+    if isinstance(event, SelfDescribing):
+        return (
+            event.event_json.event_type,
+            dict(event.event_json.data),
+            {"schema": event.event_json.schema},
+        )
+    raise InvalidEventError("event", f"{type(event).__name__} is not an event class the SDK knows")
+
+
+def event_time(event: BaseEvent) -> Time:
+    """The event's times with the defaults filled: ``insert`` when made, ``create`` from
+    ``true_timestamp`` or else ``insert``."""
+    given = event.time or Time()
+    insert = given.insert or event.made_at
+    if given.create is not None:
+        create = given.create
+    elif event.true_timestamp is not None:
+        create = from_epoch(event.true_timestamp, "true_timestamp", milliseconds=True)
+    else:
+        create = insert
+    return Time(create=create, insert=insert, update=given.update)
+
+
+def _entities(entities: Sequence[SelfDescribingJson]) -> list[JsonDict]:
+    return [{"schema": entity.schema, "data": dict(entity.data)} for entity in entities]
+
+
+def event_to_wire(event: BaseEvent, event_id: str) -> JsonDict:
+    """One event of a payload's ``events`` list, validated and ready for ``json.dumps``."""
+    event_type, properties, context = _event_body(event)
+    if event.context is not None:
+        if isinstance(event.context, Mapping):
+            context.update(event.context)
+        else:
+            context["entities"] = _entities(event.context)
+    wire: JsonDict = {
+        "id": event_id,
+        "type": event_type,
+        "time": time_to_wire(event_time(event)),
+        "properties": to_json_value(properties, "properties"),
+    }
+    if context:
+        wire["context"] = to_json_value(context, "context")
+    if event.tags:
+        wire["tags"] = list(event.tags)
+    if event.options:
+        wire["options"] = to_json_value(dict(event.options), "options")
+    return wire
+
+
+def payload_context(
+    subject: Subject,
+    base: Mapping[str, Any] | None,
+    *,
+    namespace: str | None,
+    app_id: str | None,
+) -> JsonDict:
+    """The payload-level context (Tracardi merges it into the session): the tracker's
+    own context, the subject's device fields where the JS tracker puts them, and the
+    tracker's namespace and app id."""
+    context: JsonDict = to_json_value(dict(base or {}), "context")
+    browser = _omit_none({"userAgent": subject.useragent, "language": subject.lang})
+    device = _omit_none({"platform": subject.platform})
+    if browser or device:
+        local = context.setdefault("browser", {}).setdefault("local", {})
+        if browser:
+            local.setdefault("browser", {}).update(browser)
+        if device:
+            local.setdefault("device", {}).update(device)
+    screen: JsonDict = {}
+    if subject.screen_resolution is not None:
+        screen["width"], screen["height"] = subject.screen_resolution
+    if subject.viewport is not None:
+        screen["innerWidth"], screen["innerHeight"] = subject.viewport
+    if subject.color_depth is not None:
+        screen["colorDepth"] = subject.color_depth
+    if screen:
+        context.setdefault("screen", {}).setdefault("local", {}).update(screen)
+    if subject.timezone is not None:
+        context.setdefault("time", {})["tz"] = subject.timezone
+    if subject.user_id is not None:
+        context.setdefault("user", {})["id"] = subject.user_id
+    tracker = _omit_none({"namespace": namespace, "app_id": app_id})
+    if tracker:
+        context["tracker"] = tracker
+    return context
+
+
+def profile_ids(subject: Subject) -> list[str]:
+    """The aliases sent in ``profile.ids``: the subject's ids and its ``user_id``."""
+    ids = list(subject.profile_ids)
+    if subject.user_id is not None and subject.user_id not in ids:
+        ids.append(subject.user_id)
+    return ids
+
+
+def payload_to_wire(
+    *,
+    source_id: str,
+    session_id: str | None,
+    session_metadata: Time | None,
+    profile_id: str | None,
+    profile_ids: Sequence[str],
+    profile_metadata: Time | None,
+    context: Mapping[str, Any],
+    properties: Mapping[str, Any],
+    options: Options,
+    events: Sequence[JsonDict],
+) -> JsonDict:
+    """A whole tracker payload: one source, one session, one profile, N events.
+
+    ``profile`` is sent only once its id is known (Tracardi requires ``profile.id``
+    whenever ``profile`` is present); ``metadata`` keys only when given.
+    """
+    payload: JsonDict = {"source": {"id": source_id}}
+    if session_id is not None:
+        session: JsonDict = {"id": session_id}
+        if session_metadata is not None:
+            session["metadata"] = time_to_wire(session_metadata)
+        payload["session"] = session
+    if profile_id is not None:
+        profile: JsonDict = {"id": profile_id}
+        if profile_ids:
+            profile["ids"] = list(profile_ids)
+        if profile_metadata is not None:
+            profile["metadata"] = time_to_wire(profile_metadata)
+        payload["profile"] = profile
+    if context:
+        payload["context"] = dict(context)
+    if properties:
+        payload["properties"] = dict(properties)
+    payload["options"] = options_to_wire(options)
+    payload["events"] = list(events)
+    return payload
+
+
+def dumps(payload: Mapping[str, Any]) -> bytes:
+    """Encode a payload as compact UTF-8 JSON (NaN and infinity are refused)."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()

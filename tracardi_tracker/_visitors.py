@@ -1,0 +1,163 @@
+"""Per-visitor identity: session rotation, ids adopted from Tracardi, first-payload gate.
+
+A *visitor* is whoever events are about. The tracker's own visitor has no key;
+an event whose subject names a ``session_id``, ``profile_id`` or ``user_id`` belongs
+to the visitor with that key, so many visitors tracked by one backend never share
+a session or a profile.
+
+The gate: Tracardi makes duplicate profiles when several payloads of a brand-new
+session arrive before the first is stored (tracardi#652). So the first payload of
+each session is sent alone; the ones behind it wait for its answer and then go out
+with the profile id Tracardi gave.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+
+VisitorKey = Hashable
+
+
+class Visitor:
+    """The mutable identity state of one visitor; every field is guarded by ``cond``."""
+
+    __slots__ = (
+        "_first_in_flight",
+        "_fixed_session",
+        "_last_seen",
+        "_session_started",
+        "_sessions_confirmed",
+        "cond",
+        "key",
+        "profile_alias",
+        "profile_id",
+        "session_alias",
+        "session_id",
+    )
+
+    def __init__(self, key: VisitorKey) -> None:
+        self.key = key
+        self.cond = threading.Condition(threading.Lock())
+        self.profile_id: str | None = None
+        self.profile_alias: dict[str, str] = {}
+        self.session_id: str | None = None
+        self.session_alias: dict[str, str] = {}
+        self._fixed_session = False
+        self._last_seen = 0.0
+        self._session_started = False
+        self._sessions_confirmed: set[str] = set()
+        self._first_in_flight: str | None = None
+
+    def session_for_event(
+        self, given: str | None, now: float, timeout: float, new_id: Callable[[], str]
+    ) -> str:
+        """The session an event made at ``now`` belongs to, rotating after ``timeout`` idle."""
+        with self.cond:
+            session = self.session_id
+            if given is not None:
+                session = given
+                self._fixed_session = True
+            elif session is None or (not self._fixed_session and now - self._last_seen > timeout):
+                session = new_id()
+            self.session_id = session
+            self._last_seen = now
+            return session
+
+    def new_session(self, new_id: Callable[[], str]) -> str:
+        """Start a new session now."""
+        with self.cond:
+            self.session_id = new_id()
+            self._fixed_session = False
+            self._last_seen = time.monotonic()
+            return self.session_id
+
+    def begin_send(self, session_id: str, explicit_profile: str | None) -> tuple[str, str | None]:
+        """Wait until this session's first payload has its answer (unless this is it).
+
+        Returns the session and profile ids to send, with what Tracardi answered so
+        far written in. Every call must be paired with :meth:`end_send`.
+        """
+        with self.cond:
+            while (
+                session_id not in self._sessions_confirmed
+                and self._first_in_flight is not None
+                and self._first_in_flight == session_id
+            ):
+                self.cond.wait()
+            if session_id not in self._sessions_confirmed:
+                self._first_in_flight = session_id
+            profile: str | None
+            if explicit_profile is not None:
+                profile = self.profile_alias.get(explicit_profile, explicit_profile)
+            else:
+                profile = self.profile_id
+            return self.session_alias.get(session_id, session_id), profile
+
+    def end_send(
+        self,
+        session_id: str,
+        explicit_profile: str | None,
+        answer: tuple[str | None, str | None] | None,
+    ) -> None:
+        """Adopt the ``(profile id, session id)`` Tracardi answered (``None`` when the
+        payload failed) and let the payloads waiting behind it go."""
+        with self.cond:
+            if answer is not None:
+                profile_id, answered_session = answer
+                if profile_id is not None:
+                    self.profile_id = profile_id
+                    if explicit_profile is not None:
+                        self.profile_alias[explicit_profile] = profile_id
+                sent = self.session_alias.get(session_id, session_id)
+                if answered_session is not None and answered_session != sent:
+                    self.session_alias[session_id] = answered_session
+                    if self.session_id == session_id and not self._fixed_session:
+                        self.session_id = answered_session
+                self._sessions_confirmed.add(session_id)
+                if len(self._sessions_confirmed) > 16:
+                    self._sessions_confirmed = {session_id}
+            if self._first_in_flight == session_id:
+                self._first_in_flight = None
+            self.cond.notify_all()
+
+    def adopted_session(self, session_id: str | None) -> str | None:
+        """The session id Tracardi answered for ``session_id`` (itself if none other)."""
+        if session_id is None:
+            return None
+        with self.cond:
+            return self.session_alias.get(session_id, session_id)
+
+
+def new_session_id() -> str:
+    """A fresh uuid4 session id."""
+    return str(uuid.uuid4())
+
+
+class VisitorRegistry:
+    """The visitors one tracker knows, least recently used dropped past ``capacity``."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._visitors: OrderedDict[VisitorKey, Visitor] = OrderedDict()
+
+    def get(self, key: VisitorKey) -> Visitor:
+        """The visitor for ``key``, made on first use."""
+        with self._lock:
+            visitor = self._visitors.get(key)
+            if visitor is None:
+                visitor = self._visitors[key] = Visitor(key)
+                if len(self._visitors) > self.capacity:
+                    self._visitors.popitem(last=False)
+            else:
+                self._visitors.move_to_end(key)
+            return visitor
+
+    def peek(self, key: VisitorKey) -> Visitor | None:
+        """The visitor for ``key`` if known, without making one."""
+        with self._lock:
+            return self._visitors.get(key)

@@ -1,0 +1,259 @@
+"""How payloads leave the process: the :class:`Emitter` protocol and :class:`SyncEmitter`.
+
+A tracker turns each event into an :class:`Envelope` (the event's wire form plus
+who it is about) and hands it to its emitter. The emitter groups envelopes of one
+visitor and session into payloads, sends them through the transport under the
+retry policy, lets the visitor adopt the ids Tracardi answers, and reports each
+payload to ``on_success`` or ``on_failure``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+import requests
+
+from ._retry import RetryPolicy
+from ._serialization import JsonDict, dumps, payload_to_wire
+from ._transport import DEFAULT_TIMEOUT, TrackResponse, Transport
+from ._visitors import Visitor
+from .exceptions import DeliveryError, TrackerClosedError
+from .models import Options, Time
+
+__all__ = ["Emitter", "Envelope", "FailureCallback", "SuccessCallback", "SyncEmitter"]
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.frozen(kw_only=True, hash=False)
+class PayloadHead:
+    """The payload-level part of an event: everything but the event and its session."""
+
+    url: str
+    source_id: str
+    profile_id: str | None
+    profile_ids: tuple[str, ...]
+    profile_metadata: Time | None
+    session_metadata: Time | None
+    context: Mapping[str, Any]
+    properties: Mapping[str, Any]
+    options: Options
+    ip_address: str | None
+
+
+@attrs.frozen(kw_only=True)
+class Envelope:
+    """One tracked event on its way out: its id, its wire form and its visitor.
+
+    Emitters put envelopes with equal :meth:`batch_key` and equal ``head`` in one
+    payload.
+    """
+
+    event_id: str
+    event: JsonDict
+    session_id: str
+    head: PayloadHead
+    visitor: Visitor = attrs.field(eq=False, repr=False)
+
+    def batch_key(self) -> tuple[int, str]:
+        """The visitor and session: envelopes of one key keep their order."""
+        return (id(self.visitor), self.session_id)
+
+
+SuccessCallback = Callable[[Sequence[Envelope], TrackResponse], None]
+"""``on_success(events, response)``: a payload of these events was accepted."""
+
+FailureCallback = Callable[[Sequence[Envelope], DeliveryError], None]
+"""``on_failure(events, error)``: a payload of these events was given up on."""
+
+
+@runtime_checkable
+class Emitter(Protocol):
+    """What a tracker needs from an emitter. :class:`SyncEmitter` and the background
+    emitter implement it; so can an application's own."""
+
+    def emit(self, envelope: Envelope) -> None:
+        """Take one event for delivery (send it now, or queue it)."""
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Send what is pending, waiting at most ``timeout`` seconds; return how many
+        events are still undelivered."""
+
+    def close(self, timeout: float | None = None) -> int:
+        """Flush, then release resources; safe to call twice. Returns undelivered count."""
+
+
+def group(envelopes: Sequence[Envelope]) -> list[list[Envelope]]:
+    """Split envelopes into payloads: runs of one visitor, session and payload head.
+
+    Each visitor's events keep the order they were tracked in; a change of payload
+    head (a new user agent, say) starts a new run for that visitor.
+    """
+    runs: list[list[Envelope]] = []
+    open_runs: dict[tuple[int, str], list[Envelope]] = {}
+    for envelope in envelopes:
+        key = envelope.batch_key()
+        run = open_runs.get(key)
+        if run is None or run[0].head != envelope.head:
+            run = open_runs[key] = []
+            runs.append(run)
+        run.append(envelope)
+    return runs
+
+
+def deliver(
+    transport: Transport,
+    retry: RetryPolicy,
+    envelopes: Sequence[Envelope],
+    *,
+    stop_event: threading.Event | None = None,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> TrackResponse:
+    """Send envelopes of one batch key as one payload; adopt Tracardi's ids.
+
+    Waits for the first payload of a new session to be answered first (the gate in
+    :mod:`tracardi_tracker._visitors`). Raises a :class:`DeliveryError` with the
+    events' ids when Tracardi does not take the payload.
+    """
+    first = envelopes[0]
+    head = first.head
+    visitor = first.visitor
+    session_id, profile_id = visitor.begin_send(first.session_id, head.profile_id)
+    answer: tuple[str | None, str | None] | None = None
+    try:
+        payload = payload_to_wire(
+            source_id=head.source_id,
+            session_id=session_id,
+            session_metadata=head.session_metadata,
+            profile_id=profile_id,
+            profile_ids=head.profile_ids,
+            profile_metadata=head.profile_metadata,
+            context=head.context,
+            properties=head.properties,
+            options=head.options,
+            events=[envelope.event for envelope in envelopes],
+        )
+        body = dumps(payload)
+        event_ids = [envelope.event_id for envelope in envelopes]
+        headers = {"X-Forwarded-For": head.ip_address} if head.ip_address else None
+        response = retry.call(
+            lambda: transport.post(head.url, body, event_ids=event_ids, headers=headers),
+            stop_event=stop_event,
+            on_retry=on_retry,
+        )
+        answer = (response.profile_id, response.session_id)
+        return response
+    except DeliveryError as error:
+        if not error.event_ids:
+            error.event_ids = tuple(envelope.event_id for envelope in envelopes)
+        raise
+    finally:
+        visitor.end_send(first.session_id, head.profile_id, answer)
+
+
+class _Callbacks:
+    """Calls the application's callbacks, never letting one break delivery."""
+
+    def __init__(self, on_success: SuccessCallback | None, on_failure: FailureCallback | None):
+        self.on_success = on_success
+        self.on_failure = on_failure
+
+    def success(self, envelopes: Sequence[Envelope], response: TrackResponse) -> None:
+        if self.on_success is not None:
+            try:
+                self.on_success(envelopes, response)
+            except Exception:
+                logger.exception("on_success callback raised")
+
+    def failure(self, envelopes: Sequence[Envelope], error: DeliveryError) -> None:
+        logger.error(
+            "%d event(s) not delivered: %s: %s", len(envelopes), type(error).__name__, error.status
+        )
+        if self.on_failure is not None:
+            try:
+                self.on_failure(envelopes, error)
+            except Exception:
+                logger.exception("on_failure callback raised")
+
+
+class SyncEmitter:
+    """Sends in the caller's thread: ``track()`` returns once Tracardi has answered.
+
+    With ``batch_size`` above 1, events wait in memory until that many are
+    pending (or :meth:`flush`), then go out grouped per visitor and session. A
+    payload that fails raises its :class:`DeliveryError` from the ``track()`` that
+    sent it, after ``on_failure``; at :meth:`flush` failures are counted, logged and
+    passed to ``on_failure``.
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_size: int = 1,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        on_success: SuccessCallback | None = None,
+        on_failure: FailureCallback | None = None,
+        verify: bool | str = True,
+        session: requests.Session | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.retry = retry or RetryPolicy()
+        self._transport = Transport(timeout=timeout, verify=verify, session=session)
+        self._callbacks = _Callbacks(on_success, on_failure)
+        self._lock = threading.Lock()
+        self._pending: list[Envelope] = []
+        self._closed = False
+
+    def emit(self, envelope: Envelope) -> None:
+        """Send ``envelope`` now, or once ``batch_size`` events are pending."""
+        with self._lock:
+            if self._closed:
+                raise TrackerClosedError("the emitter is closed")
+            self._pending.append(envelope)
+            if len(self._pending) < self.batch_size:
+                return
+            batch, self._pending = self._pending, []
+        self._send(batch, raise_errors=True)
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Send every pending event; return how many could not be delivered.
+
+        ``timeout`` is accepted for the protocol; each payload is bounded by the
+        transport timeout and the retry policy.
+        """
+        with self._lock:
+            batch, self._pending = self._pending, []
+        return self._send(batch, raise_errors=False)
+
+    def close(self, timeout: float | None = None) -> int:
+        """Flush and close the HTTP session; later calls return 0."""
+        with self._lock:
+            if self._closed:
+                return 0
+            self._closed = True
+        unsent = self.flush(timeout)
+        self._transport.close()
+        return unsent
+
+    def _send(self, envelopes: Sequence[Envelope], *, raise_errors: bool) -> int:
+        unsent = 0
+        first_error: DeliveryError | None = None
+        for run in group(envelopes):
+            try:
+                response = deliver(self._transport, self.retry, run)
+            except DeliveryError as error:
+                unsent += len(run)
+                self._callbacks.failure(run, error)
+                first_error = first_error or error
+                continue
+            self._callbacks.success(run, response)
+        if first_error is not None and raise_errors:
+            raise first_error
+        return unsent

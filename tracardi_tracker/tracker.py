@@ -1,0 +1,237 @@
+"""The :class:`Tracker`: holds source, session and profile state and turns events
+into envelopes for its emitter."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from ._serialization import event_to_wire, payload_context, profile_ids, to_json_value
+from ._visitors import Visitor, VisitorKey, VisitorRegistry, new_session_id
+from .emitters import Emitter, Envelope, PayloadHead, SyncEmitter
+from .events import BaseEvent
+from .exceptions import ConfigurationError, InvalidEventError, TrackerClosedError
+from .models import Options, Subject
+
+__all__ = ["Identity", "Tracker"]
+
+
+@attrs.frozen
+class Identity:
+    """The ids a visitor has now: what Tracardi last answered, or what was sent."""
+
+    profile_id: str | None
+    session_id: str | None
+
+
+def _visitor_key(subject: Subject | None) -> VisitorKey | None:
+    """The key of the visitor an event subject names, or None for the tracker's own."""
+    if subject is None:
+        return None
+    if subject.session_id is not None:
+        return ("session", subject.session_id)
+    if subject.profile_id is not None:
+        return ("profile", subject.profile_id)
+    if subject.user_id is not None:
+        return ("user", subject.user_id)
+    return None
+
+
+def _merge(base: Subject, over: Subject) -> Subject:
+    """``over`` on top of ``base``; when ``over`` names a visitor, ``base``'s identity
+    stays out so one visitor's ids never reach another's payload."""
+    if _visitor_key(over) is None:
+        return base.merged(over)
+    anonymous = attrs.evolve(
+        base,
+        profile_id=None,
+        profile_ids=(),
+        session_id=None,
+        user_id=None,
+        profile_metadata=None,
+        session_metadata=None,
+    )
+    return anonymous.merged(over)
+
+
+def _endpoint_url(endpoint: str) -> str:
+    if not isinstance(endpoint, str):
+        raise ConfigurationError(f"endpoint must be a URL string, got {endpoint!r}")
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(f"endpoint must be an http(s) URL, got {endpoint!r}")
+    return endpoint.rstrip("/") + "/track"
+
+
+class Tracker:
+    """Tracks events for Tracardi: ``Tracker(endpoint, source_id).track(PageView(url))``.
+
+    Events go to ``POST {endpoint}/track``. The tracker keeps its own visitor's
+    session (a uuid4, replaced after ``session_timeout`` without events or by
+    :meth:`new_session`) and adopts the profile and session ids Tracardi answers.
+    An event whose ``event_subject`` names a visitor (``session_id``,
+    ``profile_id`` or ``user_id``) is tracked for that visitor instead, with its
+    own session and adopted ids; see :meth:`identity`.
+
+    ``context``, ``properties`` and ``options`` are payload-level: Tracardi merges
+    the first two into the session. ``tags`` are added to every event. ``namespace``
+    and ``app_id`` travel in every payload's context under ``tracker``.
+
+    Thread-safe. Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        source_id: str,
+        *,
+        emitter: Emitter | None = None,
+        subject: Subject | None = None,
+        namespace: str | None = None,
+        app_id: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        properties: Mapping[str, Any] | None = None,
+        options: Options | Mapping[str, Any] | None = None,
+        tags: Iterable[str] | None = None,
+        session_timeout: timedelta = timedelta(minutes=30),
+    ) -> None:
+        if not isinstance(source_id, str) or not source_id.strip():
+            raise ConfigurationError(f"source_id must be a non-empty string, got {source_id!r}")
+        if source_id.strip().startswith("@"):
+            raise ConfigurationError("source ids starting with '@' are internal to Tracardi")
+        if session_timeout <= timedelta(0):
+            raise ConfigurationError(f"session_timeout must be positive, got {session_timeout}")
+        if subject is not None and not isinstance(subject, Subject):
+            raise ConfigurationError(f"subject must be a Subject, got {type(subject).__name__}")
+        self.url = _endpoint_url(endpoint)
+        self.source_id = source_id.strip()
+        self.emitter: Emitter = emitter if emitter is not None else SyncEmitter()
+        self.subject = subject if subject is not None else Subject()
+        self.namespace = namespace
+        self.app_id = app_id
+        try:
+            self.context: dict[str, Any] = to_json_value(dict(context or {}), "context")
+            self.properties: dict[str, Any] = to_json_value(dict(properties or {}), "properties")
+        except InvalidEventError as error:
+            raise ConfigurationError(str(error)) from error
+        self.options = (
+            options if isinstance(options, Options) else Options.from_mapping(options or {})
+        )
+        self.tags = tuple(tags or ())
+        if any(not isinstance(tag, str) for tag in self.tags):
+            raise ConfigurationError(f"tags must be strings, got {self.tags!r}")
+        self.session_timeout = session_timeout
+        self._timeout_seconds = session_timeout.total_seconds()
+        self._own = Visitor(None)
+        self._visitors = VisitorRegistry()
+        self._closed = False
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def profile_id(self) -> str | None:
+        """The tracker's own visitor's profile id: absent until Tracardi gives one."""
+        return self.identity().profile_id
+
+    @property
+    def session_id(self) -> str | None:
+        """The tracker's own visitor's session id (None before the first event)."""
+        return self.identity().session_id
+
+    def identity(self, subject: Subject | None = None) -> Identity:
+        """The ids Tracardi gave the visitor ``subject`` names (the tracker's own when None).
+
+        With a :class:`SyncEmitter` they are known as soon as ``track()`` returns: store
+        them in the visitor's cookie or your database.
+        """
+        key = _visitor_key(subject)
+        visitor = self._own if key is None else self._visitors.peek(key)
+        if visitor is None:
+            assert subject is not None
+            return Identity(subject.profile_id, subject.session_id)
+        with visitor.cond:
+            profile = visitor.profile_id
+            if profile is None and subject is not None:
+                profile = subject.profile_id
+            session = visitor.session_alias.get(visitor.session_id or "", visitor.session_id)
+        return Identity(profile, session)
+
+    def new_session(self) -> str:
+        """Start a new session for the tracker's own visitor and return its id."""
+        return self._own.new_session(new_session_id)
+
+    # -- tracking ----------------------------------------------------------------
+
+    def track(self, event: BaseEvent) -> str:
+        """Validate ``event``, hand it to the emitter and return its id.
+
+        Raises :class:`~tracardi_tracker.exceptions.InvalidEventError` naming the bad
+        field before anything is sent, and, with a synchronous emitter, the
+        :class:`~tracardi_tracker.exceptions.DeliveryError` of a failed send.
+        """
+        if self._closed:
+            raise TrackerClosedError("track() called after close()")
+        if not isinstance(event, BaseEvent):
+            raise InvalidEventError(
+                "event", f"expected an event object, got {type(event).__name__}"
+            )
+        event_subject = event.event_subject
+        subject = self.subject if event_subject is None else _merge(self.subject, event_subject)
+        key = _visitor_key(event_subject)
+        visitor = self._own if key is None else self._visitors.get(key)
+        event_id = event.event_id or str(uuid.uuid4())
+        wire = event_to_wire(event, event_id)
+        if self.tags:
+            wire["tags"] = [*self.tags, *wire.get("tags", ())]
+        session_id = visitor.session_for_event(
+            subject.session_id, time.monotonic(), self._timeout_seconds, new_session_id
+        )
+        head = PayloadHead(
+            url=self.url,
+            source_id=self.source_id,
+            profile_id=subject.profile_id,
+            profile_ids=tuple(profile_ids(subject)),
+            profile_metadata=subject.profile_metadata,
+            session_metadata=subject.session_metadata,
+            context=payload_context(
+                subject, self.context, namespace=self.namespace, app_id=self.app_id
+            ),
+            properties=self.properties,
+            options=self.options,
+            ip_address=subject.ip_address,
+        )
+        self.emitter.emit(
+            Envelope(
+                event_id=event_id, event=wire, session_id=session_id, head=head, visitor=visitor
+            )
+        )
+        return event_id
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Send what the emitter holds; return how many events are still undelivered."""
+        return self.emitter.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> int:
+        """Flush and close the emitter; safe to call twice. Returns the undelivered count."""
+        if self._closed:
+            return 0
+        self._closed = True
+        return self.emitter.close(timeout)
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
