@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import requests
@@ -50,7 +50,28 @@ class TrackResponse:
     body: Any = None
 
 
-class Transport:
+class Transport(Protocol):
+    """What an emitter needs to send a payload: the seam between delivery logic and
+    the network."""
+
+    def post(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        event_ids: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> TrackResponse:
+        """POST one encoded payload; return the answer or raise a ``DeliveryError``."""
+
+    def reset(self) -> None:
+        """Forget connections made by a parent process (called after a fork)."""
+
+    def close(self) -> None:
+        """Release connections; safe to call twice."""
+
+
+class HttpTransport:
     """Posts encoded payloads with one ``requests.Session``, a timeout always set.
 
     Thread-safe for concurrent posts; :meth:`reset` makes a fresh session (after a

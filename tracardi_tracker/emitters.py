@@ -19,7 +19,7 @@ import requests
 
 from ._retry import RetryPolicy
 from ._serialization import JsonDict, dumps, payload_to_wire
-from ._transport import DEFAULT_TIMEOUT, TrackResponse, Transport
+from ._transport import DEFAULT_TIMEOUT, HttpTransport, TrackResponse, Transport
 from ._visitors import Visitor
 from .exceptions import DeliveryError, TrackerClosedError
 from .models import Options, Time
@@ -188,6 +188,10 @@ class SyncEmitter:
     payload that fails raises its :class:`DeliveryError` from the ``track()`` that
     sent it, after ``on_failure``; at :meth:`flush` failures are counted, logged and
     passed to ``on_failure``.
+
+    ``transport`` replaces the HTTP transport (``tracardi_tracker.testing`` has one
+    that records payloads); ``timeout``, ``verify`` and ``session`` set up the
+    default one.
     """
 
     def __init__(
@@ -200,12 +204,15 @@ class SyncEmitter:
         on_failure: FailureCallback | None = None,
         verify: bool | str = True,
         session: requests.Session | None = None,
+        transport: Transport | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
         self.batch_size = batch_size
         self.retry = retry or RetryPolicy()
-        self._transport = Transport(timeout=timeout, verify=verify, session=session)
+        self._transport = transport or HttpTransport(
+            timeout=timeout, verify=verify, session=session
+        )
         self._callbacks = _Callbacks(on_success, on_failure)
         self._lock = threading.Lock()
         self._pending: list[Envelope] = []

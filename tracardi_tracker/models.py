@@ -22,11 +22,20 @@ __all__ = ["Options", "SelfDescribingJson", "Subject", "Time"]
 _IGLU = re.compile(r"^iglu:([^/\s]+)/([^/\s]+)/([^/\s]+)/(\d+-\d+-\d+)$")
 
 
-def _optional_time(name: str) -> Any:
-    def convert(value: object) -> datetime | None:
-        return None if value is None else to_utc(value, name)
+TimeInput = datetime | str | int | float | None
+"""What a time can be given as: aware datetime, ISO-8601 string, epoch s or ms."""
 
-    return attrs.field(default=None, converter=convert)
+
+def _create(value: TimeInput) -> datetime | None:
+    return None if value is None else to_utc(value, "create")
+
+
+def _insert(value: TimeInput) -> datetime | None:
+    return None if value is None else to_utc(value, "insert")
+
+
+def _update(value: TimeInput) -> datetime | None:
+    return None if value is None else to_utc(value, "update")
 
 
 @attrs.frozen(kw_only=True)
@@ -40,9 +49,9 @@ class Time:
     ``update`` is accepted by Tracardi and kept for session and profile metadata.
     """
 
-    create: datetime | None = _optional_time("create")  # noqa: RUF009
-    insert: datetime | None = _optional_time("insert")  # noqa: RUF009
-    update: datetime | None = _optional_time("update")  # noqa: RUF009
+    create: datetime | None = attrs.field(default=None, converter=_create)
+    insert: datetime | None = attrs.field(default=None, converter=_insert)
+    update: datetime | None = attrs.field(default=None, converter=_update)
 
 
 def _strict_bool(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
