@@ -11,6 +11,7 @@ Quickstart::
 from ._retry import RetryPolicy
 from ._transport import TrackResponse
 from ._version import __version__
+from ._worker import BackgroundEmitter, Stats
 from .emitters import Emitter, Envelope, SyncEmitter
 from .events import (
     BaseEvent,
@@ -26,16 +27,19 @@ from .exceptions import (
     DeliveryError,
     InvalidEventError,
     PayloadRejectedError,
+    QueueFullError,
     ServerError,
     SourceRejectedError,
     TrackerClosedError,
     TrackerError,
     TransportError,
+    UndeliveredError,
 )
 from .models import Options, SelfDescribingJson, Subject, Time
 from .tracker import Identity, Tracker
 
 __all__ = [
+    "BackgroundEmitter",
     "BaseEvent",
     "ConfigurationError",
     "DeliveryError",
@@ -48,12 +52,14 @@ __all__ = [
     "PagePing",
     "PageView",
     "PayloadRejectedError",
+    "QueueFullError",
     "RetryPolicy",
     "ScreenView",
     "SelfDescribing",
     "SelfDescribingJson",
     "ServerError",
     "SourceRejectedError",
+    "Stats",
     "StructuredEvent",
     "Subject",
     "SyncEmitter",
@@ -63,5 +69,6 @@ __all__ = [
     "TrackerClosedError",
     "TrackerError",
     "TransportError",
+    "UndeliveredError",
     "__version__",
 ]

@@ -107,9 +107,13 @@ class HttpTransport:
         return session
 
     def reset(self) -> None:
-        """Drop the HTTP session (its sockets belong to a parent process) and make a new one."""
-        with self._lock:
-            self._session = self._new_session()
+        """Drop the HTTP session (its sockets belong to a parent process) and make a new one.
+
+        Called in a forked child: the parent's lock may be held by a thread that does
+        not exist here, so the lock is made anew rather than taken.
+        """
+        self._lock = threading.Lock()
+        self._session = self._new_session()
 
     def close(self) -> None:
         """Close the HTTP session's connections; idempotent."""

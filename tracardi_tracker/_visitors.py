@@ -13,6 +13,7 @@ with the profile id Tracardi gave.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -21,6 +22,18 @@ from collections.abc import Callable, Hashable
 
 VisitorKey = Hashable
 
+_fork_generation = 0
+"""Bumped in a forked child: state copied from the parent is reset before use."""
+
+
+def _bump_generation() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_bump_generation)
+
 
 class Visitor:
     """The mutable identity state of one visitor; every field is guarded by ``cond``."""
@@ -28,6 +41,7 @@ class Visitor:
     __slots__ = (
         "_first_in_flight",
         "_fixed_session",
+        "_generation",
         "_last_seen",
         "_session_started",
         "_sessions_confirmed",
@@ -51,11 +65,21 @@ class Visitor:
         self._session_started = False
         self._sessions_confirmed: set[str] = set()
         self._first_in_flight: str | None = None
+        self._generation = _fork_generation
+
+    def _check_fork(self) -> None:
+        """In a forked child, drop locks and in-flight marks copied from the parent:
+        the threads that held them do not exist here."""
+        if self._generation != _fork_generation:
+            self._generation = _fork_generation
+            self.cond = threading.Condition(threading.Lock())
+            self._first_in_flight = None
 
     def session_for_event(
         self, given: str | None, now: float, timeout: float, new_id: Callable[[], str]
     ) -> str:
         """The session an event made at ``now`` belongs to, rotating after ``timeout`` idle."""
+        self._check_fork()
         with self.cond:
             session = self.session_id
             if given is not None:
@@ -69,6 +93,7 @@ class Visitor:
 
     def new_session(self, new_id: Callable[[], str]) -> str:
         """Start a new session now."""
+        self._check_fork()
         with self.cond:
             self.session_id = new_id()
             self._fixed_session = False
@@ -81,6 +106,7 @@ class Visitor:
         Returns the session and profile ids to send, with what Tracardi answered so
         far written in. Every call must be paired with :meth:`end_send`.
         """
+        self._check_fork()
         with self.cond:
             while (
                 session_id not in self._sessions_confirmed
@@ -105,6 +131,7 @@ class Visitor:
     ) -> None:
         """Adopt the ``(profile id, session id)`` Tracardi answered (``None`` when the
         payload failed) and let the payloads waiting behind it go."""
+        self._check_fork()
         with self.cond:
             if answer is not None:
                 profile_id, answered_session = answer
@@ -124,10 +151,20 @@ class Visitor:
                 self._first_in_flight = None
             self.cond.notify_all()
 
+    def ids(self) -> tuple[str | None, str | None]:
+        """The visitor's profile id and (adopted) session id now."""
+        self._check_fork()
+        with self.cond:
+            session = self.session_id
+            if session is not None:
+                session = self.session_alias.get(session, session)
+            return self.profile_id, session
+
     def adopted_session(self, session_id: str | None) -> str | None:
         """The session id Tracardi answered for ``session_id`` (itself if none other)."""
         if session_id is None:
             return None
+        self._check_fork()
         with self.cond:
             return self.session_alias.get(session_id, session_id)
 
@@ -144,9 +181,16 @@ class VisitorRegistry:
         self.capacity = capacity
         self._lock = threading.Lock()
         self._visitors: OrderedDict[VisitorKey, Visitor] = OrderedDict()
+        self._generation = _fork_generation
+
+    def _check_fork(self) -> None:
+        if self._generation != _fork_generation:
+            self._generation = _fork_generation
+            self._lock = threading.Lock()
 
     def get(self, key: VisitorKey) -> Visitor:
         """The visitor for ``key``, made on first use."""
+        self._check_fork()
         with self._lock:
             visitor = self._visitors.get(key)
             if visitor is None:
@@ -159,5 +203,6 @@ class VisitorRegistry:
 
     def peek(self, key: VisitorKey) -> Visitor | None:
         """The visitor for ``key`` if known, without making one."""
+        self._check_fork()
         with self._lock:
             return self._visitors.get(key)

@@ -112,44 +112,58 @@ def deliver(
     *,
     stop_event: threading.Event | None = None,
     on_retry: Callable[[BaseException], None] | None = None,
+    max_bytes: int | None = None,
 ) -> TrackResponse:
     """Send envelopes of one batch key as one payload; adopt Tracardi's ids.
 
     Waits for the first payload of a new session to be answered first (the gate in
-    :mod:`tracardi_tracker._visitors`). Raises a :class:`DeliveryError` with the
-    events' ids when Tracardi does not take the payload.
+    :mod:`tracardi_tracker._visitors`). A payload over ``max_bytes`` is split in
+    halves sent one after the other. Raises a :class:`DeliveryError` with the events'
+    ids when Tracardi does not take the payload.
     """
     first = envelopes[0]
     head = first.head
     visitor = first.visitor
     session_id, profile_id = visitor.begin_send(first.session_id, head.profile_id)
+    headers = {"X-Forwarded-For": head.ip_address} if head.ip_address else None
     answer: tuple[str | None, str | None] | None = None
-    try:
-        payload = payload_to_wire(
-            source_id=head.source_id,
-            session_id=session_id,
-            session_metadata=head.session_metadata,
-            profile_id=profile_id,
-            profile_ids=head.profile_ids,
-            profile_metadata=head.profile_metadata,
-            context=head.context,
-            properties=head.properties,
-            options=head.options,
-            events=[envelope.event for envelope in envelopes],
+
+    def post(chunk: Sequence[Envelope]) -> TrackResponse:
+        nonlocal profile_id
+        body = dumps(
+            payload_to_wire(
+                source_id=head.source_id,
+                session_id=session_id,
+                session_metadata=head.session_metadata,
+                profile_id=profile_id,
+                profile_ids=head.profile_ids,
+                profile_metadata=head.profile_metadata,
+                context=head.context,
+                properties=head.properties,
+                options=head.options,
+                events=[envelope.event for envelope in chunk],
+            )
         )
-        body = dumps(payload)
-        event_ids = [envelope.event_id for envelope in envelopes]
-        headers = {"X-Forwarded-For": head.ip_address} if head.ip_address else None
+        if max_bytes is not None and len(body) > max_bytes and len(chunk) > 1:
+            middle = len(chunk) // 2
+            post(chunk[:middle])
+            return post(chunk[middle:])
+        event_ids = [envelope.event_id for envelope in chunk]
         response = retry.call(
             lambda: transport.post(head.url, body, event_ids=event_ids, headers=headers),
             stop_event=stop_event,
             on_retry=on_retry,
         )
+        if profile_id is None:
+            profile_id = response.profile_id
+        return response
+
+    try:
+        response = post(envelopes)
         answer = (response.profile_id, response.session_id)
         return response
     except DeliveryError as error:
-        if not error.event_ids:
-            error.event_ids = tuple(envelope.event_id for envelope in envelopes)
+        error.event_ids = tuple(envelope.event_id for envelope in envelopes)
         raise
     finally:
         visitor.end_send(first.session_id, head.profile_id, answer)

@@ -13,8 +13,10 @@ The tree::
         ├── PayloadRejectedError              400/422: the payload broke the server's
         │                                     model; never retried; ``detail`` kept
         ├── ServerError                       5xx (and 408/429) after the retries
-        └── TransportError                    connection error or timeout after the
-                                              retries
+        ├── TransportError                    connection error or timeout after the
+        │                                     retries
+        ├── QueueFullError                    dropped: the background queue was full
+        └── UndeliveredError                  still unsent at a flush/close deadline
 
 Every :class:`DeliveryError` carries the ids of the events it concerns, so an
 application can account for each event that ``track()`` accepted.
@@ -30,11 +32,13 @@ __all__ = [
     "DeliveryError",
     "InvalidEventError",
     "PayloadRejectedError",
+    "QueueFullError",
     "ServerError",
     "SourceRejectedError",
     "TrackerClosedError",
     "TrackerError",
     "TransportError",
+    "UndeliveredError",
 ]
 
 
@@ -115,3 +119,12 @@ class ServerError(DeliveryError):
 
 class TransportError(DeliveryError):
     """The request did not get an answer (connection refused, reset, timeout) after retries."""
+
+
+class QueueFullError(DeliveryError):
+    """A background emitter's queue was full and the event was dropped (see ``on_full``)."""
+
+
+class UndeliveredError(DeliveryError):
+    """Events were still unsent when ``flush()``/``close()`` reached its deadline (or
+    retrying stopped at shutdown) and there was no spool to keep them."""

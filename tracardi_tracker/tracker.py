@@ -15,7 +15,7 @@ import attrs
 
 from ._serialization import event_to_wire, payload_context, profile_ids, to_json_value
 from ._visitors import Visitor, VisitorKey, VisitorRegistry, new_session_id
-from .emitters import Emitter, Envelope, PayloadHead, SyncEmitter
+from .emitters import Emitter, Envelope, PayloadHead
 from .events import BaseEvent
 from .exceptions import ConfigurationError, InvalidEventError, TrackerClosedError
 from .models import Options, Subject
@@ -61,6 +61,12 @@ def _merge(base: Subject, over: Subject) -> Subject:
     return anonymous.merged(over)
 
 
+def _default_emitter() -> Emitter:
+    from ._worker import BackgroundEmitter  # the worker module imports this package's parts
+
+    return BackgroundEmitter()
+
+
 def _endpoint_url(endpoint: str) -> str:
     if not isinstance(endpoint, str):
         raise ConfigurationError(f"endpoint must be a URL string, got {endpoint!r}")
@@ -73,7 +79,9 @@ def _endpoint_url(endpoint: str) -> str:
 class Tracker:
     """Tracks events for Tracardi: ``Tracker(endpoint, source_id).track(PageView(url))``.
 
-    Events go to ``POST {endpoint}/track``. The tracker keeps its own visitor's
+    Events go to ``POST {endpoint}/track``, by default through a
+    :class:`~tracardi_tracker.BackgroundEmitter` (``track()`` returns at once; pass
+    ``emitter=SyncEmitter()`` to send in the caller's thread). The tracker keeps its own visitor's
     session (a uuid4, replaced after ``session_timeout`` without events or by
     :meth:`new_session`) and adopts the profile and session ids Tracardi answers.
     An event whose ``event_subject`` names a visitor (``session_id``,
@@ -112,7 +120,7 @@ class Tracker:
             raise ConfigurationError(f"subject must be a Subject, got {type(subject).__name__}")
         self.url = _endpoint_url(endpoint)
         self.source_id = source_id.strip()
-        self.emitter: Emitter = emitter if emitter is not None else SyncEmitter()
+        self.emitter: Emitter = emitter if emitter is not None else _default_emitter()
         self.subject = subject if subject is not None else Subject()
         self.namespace = namespace
         self.app_id = app_id
@@ -156,11 +164,9 @@ class Tracker:
         if visitor is None:
             assert subject is not None
             return Identity(subject.profile_id, subject.session_id)
-        with visitor.cond:
-            profile = visitor.profile_id
-            if profile is None and subject is not None:
-                profile = subject.profile_id
-            session = visitor.session_alias.get(visitor.session_id or "", visitor.session_id)
+        profile, session = visitor.ids()
+        if profile is None and subject is not None:
+            profile = subject.profile_id
         return Identity(profile, session)
 
     def new_session(self) -> str:
@@ -218,8 +224,12 @@ class Tracker:
         """Send what the emitter holds; return how many events are still undelivered."""
         return self.emitter.flush(timeout)
 
-    def close(self, timeout: float | None = None) -> int:
-        """Flush and close the emitter; safe to call twice. Returns the undelivered count."""
+    def close(self, timeout: float | None = 5.0) -> int:
+        """Flush for at most ``timeout`` seconds and close the emitter; safe to call twice.
+
+        Returns how many events were left undelivered (reported to ``on_failure``, or
+        kept in the spool when there is one).
+        """
         if self._closed:
             return 0
         self._closed = True

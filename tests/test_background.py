@@ -1,0 +1,272 @@
+"""BackgroundEmitter: never blocks the caller, never loses an event silently."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tracardi_tracker import (
+    BackgroundEmitter,
+    DeliveryError,
+    Envelope,
+    Event,
+    PayloadRejectedError,
+    QueueFullError,
+    RetryPolicy,
+    Subject,
+    Tracker,
+    UndeliveredError,
+)
+from tracardi_tracker._capture import CapturingTransport, tracardi_like
+
+FAST_RETRY = RetryPolicy(attempts=1000, initial_wait=0.005, max_wait=0.02, max_elapsed=60)
+
+
+class Gate:
+    """A responder that holds every request until opened."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+        self.waiting = threading.Event()
+
+    def __call__(self, payload: dict[str, Any]) -> tuple[int, Any]:
+        self.waiting.set()
+        self.open.wait(10)
+        return tracardi_like(payload)
+
+
+class Failures:
+    """Collects on_failure reports."""
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[list[str], DeliveryError]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, events: Any, error: DeliveryError) -> None:
+        with self.lock:
+            self.reports.append(([envelope.event_id for envelope in events], error))
+
+    @property
+    def event_ids(self) -> list[str]:
+        return [event_id for ids, _ in self.reports for event_id in ids]
+
+
+@pytest.fixture
+def make_background() -> Iterator[Callable[..., tuple[Tracker, BackgroundEmitter]]]:
+    made: list[BackgroundEmitter] = []
+
+    def make(transport: Any, **kwargs: Any) -> tuple[Tracker, BackgroundEmitter]:
+        kwargs.setdefault("flush_interval", 0.01)
+        kwargs.setdefault("retry", FAST_RETRY)
+        emitter = BackgroundEmitter(transport=transport, **kwargs)
+        made.append(emitter)
+        return Tracker("http://t.example", "src", emitter=emitter), emitter
+
+    yield make
+    for emitter in made:
+        emitter.close(1)
+
+
+def test_every_event_is_delivered_in_order(make_background: Any) -> None:
+    transport = CapturingTransport()
+    tracker, emitter = make_background(transport, batch_size=7)
+    ids = [tracker.track(Event("x", {"n": n})) for n in range(100)]
+    assert tracker.flush(5) == 0
+    assert [event["id"] for event in transport.events] == ids
+    assert emitter.stats().sent == 100
+
+
+def test_track_does_not_wait_for_the_network(make_background: Any) -> None:
+    gate = Gate()
+    transport = CapturingTransport(gate)
+    tracker, emitter = make_background(transport, batch_size=10)
+    for n in range(1000):
+        tracker.track(Event("x", {"n": n}))
+    assert gate.waiting.wait(5)
+    assert emitter.stats().queued == 1000  # all accepted while the server holds the first
+    gate.open.set()
+    assert tracker.flush(5) == 0
+    assert len(transport.events) == 1000
+
+
+def test_the_first_payload_of_a_visitor_is_answered_before_the_rest_go(
+    make_background: Any,
+) -> None:
+    transport = CapturingTransport()
+    tracker, _ = make_background(transport, batch_size=1)
+    for n in range(5):
+        tracker.track(Event("x", {"n": n}))
+    tracker.flush(5)
+    first, *rest = transport.payloads
+    assert "profile" not in first
+    assert {payload["profile"]["id"] for payload in rest} == {tracker.profile_id}
+
+
+@pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest", "block"])
+def test_a_full_queue_drops_by_policy_and_reports_every_drop(
+    make_background: Any, policy: str
+) -> None:
+    gate = Gate()
+    failures = Failures()
+    transport = CapturingTransport(gate)
+    tracker, emitter = make_background(
+        transport,
+        batch_size=1,
+        max_queue=5,
+        on_full=policy,
+        block_timeout=0.05,
+        on_failure=failures,
+    )
+    ids = [tracker.track(Event("x", {"n": n})) for n in range(1)]
+    assert gate.waiting.wait(5)  # the worker holds event 0; the queue is empty
+    ids += [tracker.track(Event("x", {"n": n})) for n in range(1, 11)]
+    stats = emitter.stats()
+    assert stats.dropped == 5
+    assert all(isinstance(error, QueueFullError) for _, error in failures.reports)
+    gate.open.set()
+    assert tracker.flush(5) == 0
+    delivered = [event["id"] for event in transport.events]
+    expected_dropped = ids[1:6] if policy == "drop_oldest" else ids[6:]
+    assert failures.event_ids == expected_dropped
+    assert sorted(delivered + failures.event_ids) == sorted(ids)
+
+
+def test_retryable_failures_are_retried_until_they_pass(make_background: Any) -> None:
+    calls = {"n": 0}
+
+    def flaky(payload: dict[str, Any]) -> tuple[int, Any]:
+        calls["n"] += 1
+        return (503, {"detail": "down"}) if calls["n"] <= 3 else tracardi_like(payload)
+
+    transport = CapturingTransport(flaky)
+    tracker, emitter = make_background(transport)
+    tracker.track(Event("x"))
+    assert tracker.flush(5) == 0
+    assert emitter.stats().retried == 3
+    assert emitter.stats().sent == 1
+
+
+def test_a_rejected_payload_is_reported_and_not_retried(make_background: Any) -> None:
+    failures = Failures()
+    transport = CapturingTransport(lambda payload: (422, {"detail": [{"loc": [], "msg": "bad"}]}))
+    tracker, emitter = make_background(transport, on_failure=failures)
+    event_id = tracker.track(Event("x"))
+    assert tracker.flush(5) == 0
+    ((ids, error),) = failures.reports
+    assert ids == [event_id]
+    assert isinstance(error, PayloadRejectedError)
+    assert len(transport.requests) == 1
+    assert emitter.stats().failed == 1
+
+
+def test_flush_returns_by_its_deadline_with_the_unsent_count(make_background: Any) -> None:
+    gate = Gate()
+    tracker, _ = make_background(CapturingTransport(gate), batch_size=5)
+    for n in range(12):
+        tracker.track(Event("x", {"n": n}))
+    started = time.monotonic()
+    assert tracker.flush(0.3) == 12
+    assert time.monotonic() - started < 2
+    gate.open.set()
+
+
+def test_close_against_a_dead_server_returns_by_its_deadline_and_reports_the_unsent(
+    make_background: Any,
+) -> None:
+    failures = Failures()
+    dead = CapturingTransport(lambda payload: (503, {"detail": "down"}))
+    tracker, emitter = make_background(dead, batch_size=5, on_failure=failures)
+    ids = [tracker.track(Event("x", {"n": n})) for n in range(12)]
+    started = time.monotonic()
+    unsent = tracker.close(0.3)
+    elapsed = time.monotonic() - started
+    assert unsent == 12
+    assert elapsed < 2
+    deadline = time.monotonic() + 5
+    while len(failures.event_ids) < 12 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(failures.event_ids) == sorted(ids)
+    assert all(isinstance(error, UndeliveredError) for _, error in failures.reports)
+    assert emitter.stats().failed == 12
+    assert tracker.close() == 0
+
+
+def test_many_threads_and_visitors_never_mix_ids(make_background: Any) -> None:
+    transport = CapturingTransport()
+    tracker, _ = make_background(transport, batch_size=200)
+    visitors = [Subject(user_id=f"user-{n}") for n in range(100)]
+
+    def work(thread: int) -> None:
+        for n in range(1000):
+            visitor = visitors[(thread * 1000 + n) % 100]
+            tracker.track(Event("x", {"user": visitor.user_id}, event_subject=visitor))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert tracker.flush(20) == 0
+    sessions: dict[str, set[str]] = {}
+    profiles: dict[str, set[str]] = {}
+    count = 0
+    for payload in transport.payloads:
+        user = payload["context"]["user"]["id"]
+        for event in payload["events"]:
+            count += 1
+            assert event["properties"]["user"] == user
+        sessions.setdefault(user, set()).add(payload["session"]["id"])
+        if "profile" in payload:
+            profiles.setdefault(user, set()).add(payload["profile"]["id"])
+    assert count == 16_000
+    assert all(len(ids) == 1 for ids in sessions.values())
+    assert all(len(ids) == 1 for ids in profiles.values())
+    assert len({next(iter(ids)) for ids in sessions.values()}) == 100
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_sends_its_own_events_once_and_not_the_parents(
+    make_background: Any,
+) -> None:
+    gate = Gate()
+    transport = CapturingTransport(gate)
+    tracker, _ = make_background(transport, batch_size=100)
+    tracker.track(Event("parent-before-fork"))
+    tracker.emitter.flush(0)  # wake the worker now
+    assert gate.waiting.wait(5)  # the parent's payload is in flight, held by the gate
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its transport copy records into its own memory
+        try:
+            gate.open.set()
+            before = len(transport.requests)  # the parent's in-flight request is in the copy
+            tracker.track(Event("child"))
+            unsent = tracker.flush(5)
+            types = [e["type"] for r in transport.requests[before:] for e in r.payload["events"]]
+            os.write(write_end, f"{unsent}|{','.join(types)}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    report = os.read(read_end, 1000).decode()
+    os.close(read_end)
+    assert status == 0
+    assert report == "0|child"
+    gate.open.set()
+    assert tracker.flush(5) == 0
+    assert [event["type"] for event in transport.events] == ["parent-before-fork"]
+
+
+def test_envelopes_given_to_callbacks_name_their_events(make_background: Any) -> None:
+    seen: list[Envelope] = []
+    tracker, _ = make_background(
+        CapturingTransport(), on_success=lambda events, response: seen.extend(events)
+    )
+    event_id = tracker.track(Event("x"))
+    tracker.flush(5)
+    assert [envelope.event_id for envelope in seen] == [event_id]

@@ -1,0 +1,122 @@
+"""The durable spool: events outlive kill -9, close deadlines and outages."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tracardi_tracker import BackgroundEmitter, Event, RetryPolicy, Tracker
+from tracardi_tracker._capture import CapturingTransport
+from tracardi_tracker._spool import Spool
+
+FAST_RETRY = RetryPolicy(attempts=1000, initial_wait=0.005, max_wait=0.02, max_elapsed=60)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_events_survive_kill_9_and_are_sent_once_by_the_next_run(tmp_path: Path) -> None:
+    spool = tmp_path / "spool.sqlite3"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from tracardi_tracker import BackgroundEmitter, Event, Tracker
+        emitter = BackgroundEmitter(spool={str(spool)!r}, batch_size=50, flush_interval=0.01)
+        tracker = Tracker("http://127.0.0.1:{closed_port()}", "src", emitter=emitter)
+        ids = [tracker.track(Event("x", {{"n": n}})) for n in range(300)]
+        print(",".join(ids), flush=True)
+        sys.stdin.read()  # wait to be killed
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    ) as child:
+        assert child.stdout is not None
+        ids = child.stdout.readline().strip().split(",")
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    assert child.returncode == -signal.SIGKILL
+    assert len(ids) == 300
+
+    transport = CapturingTransport()
+    emitter = BackgroundEmitter(spool=spool, transport=transport, flush_interval=0.01)
+    assert emitter.flush(10) == 0
+    emitter.close(5)
+    assert sorted(event["id"] for event in transport.events) == sorted(ids)
+    left = Spool(spool)
+    assert left.count() == 0
+    left.close()
+
+    again = CapturingTransport()
+    BackgroundEmitter(spool=spool, transport=again).close(2)
+    assert again.requests == []
+
+
+def test_events_unsent_at_the_close_deadline_stay_in_the_spool(tmp_path: Path) -> None:
+    spool = tmp_path / "spool.sqlite3"
+    dead = CapturingTransport(lambda payload: (503, {"detail": "down"}))
+    failures: list[object] = []
+    emitter = BackgroundEmitter(
+        spool=spool,
+        transport=dead,
+        retry=FAST_RETRY,
+        flush_interval=0.01,
+        on_failure=lambda events, error: failures.append(error),
+    )
+    tracker = Tracker("http://t.example", "src", emitter=emitter)
+    ids = [tracker.track(Event("x", {"n": n})) for n in range(20)]
+    assert tracker.close(0.2) == 20
+    assert failures == []  # kept, not lost: nothing to report
+    assert emitter.stats().spooled == 20
+
+    transport = CapturingTransport()
+    BackgroundEmitter(spool=spool, transport=transport, flush_interval=0.01).close(5)
+    assert [event["id"] for event in transport.events] == ids
+
+
+def test_an_overflowing_queue_keeps_events_in_the_spool_instead_of_dropping(
+    tmp_path: Path,
+) -> None:
+    spool = tmp_path / "spool.sqlite3"
+    dead = CapturingTransport(lambda payload: (503, {"detail": "down"}))
+    emitter = BackgroundEmitter(
+        spool=spool,
+        transport=dead,
+        retry=FAST_RETRY,
+        max_queue=5,
+        on_full="drop_newest",
+        flush_interval=0.01,
+    )
+    tracker = Tracker("http://t.example", "src", emitter=emitter)
+    ids = [tracker.track(Event("x", {"n": n})) for n in range(30)]
+    stats = emitter.stats()
+    assert stats.dropped == 0
+    tracker.close(0.2)
+
+    transport = CapturingTransport()
+    BackgroundEmitter(spool=spool, transport=transport, flush_interval=0.01).close(5)
+    assert sorted(event["id"] for event in transport.events) == sorted(ids)
+
+
+def test_a_live_process_keeps_its_own_spooled_events(tmp_path: Path) -> None:
+    spool = tmp_path / "spool.sqlite3"
+    gate = CapturingTransport(lambda payload: (503, {"detail": "down"}))
+    mine = BackgroundEmitter(spool=spool, transport=gate, retry=FAST_RETRY, flush_interval=0.01)
+    Tracker("http://t.example", "src", emitter=mine).track(Event("x"))
+    other = CapturingTransport()
+    BackgroundEmitter(spool=spool, transport=other).close(1)
+    assert other.requests == []  # the owner is alive: its rows are not claimed
+    mine.close(0.1)

@@ -1,0 +1,405 @@
+"""The background emitter: a bounded queue, one worker thread, batching, fork and exit.
+
+Shape (after sentry-python's worker): the caller's ``emit()`` only appends to a
+deque and, when a batch is ready, wakes the worker; the worker is started lazily
+under a lock, re-made in a forked child (which drops the parent's queue: the parent
+sends those), sends payloads one at a time so each visitor's order and the
+first-payload gate hold, and retries with waits that end at once on ``close()``.
+Losses are counted and reported, never raised into the caller.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import attrs
+import requests
+
+from ._retry import RetryPolicy, is_retryable
+from ._spool import Spool
+from ._transport import DEFAULT_TIMEOUT, HttpTransport, Transport
+from .emitters import Envelope, FailureCallback, SuccessCallback, _Callbacks, deliver, group
+from .exceptions import DeliveryError, QueueFullError, TrackerClosedError, UndeliveredError
+
+logger = logging.getLogger(__name__)
+
+FullPolicy = Literal["block", "drop_newest", "drop_oldest"]
+
+_BACKGROUND_RETRY = RetryPolicy(
+    attempts=1_000_000, initial_wait=0.2, max_wait=30.0, max_elapsed=3600.0
+)
+
+
+@attrs.frozen
+class Stats:
+    """Counts since the emitter was made (or since the fork that made this process).
+
+    ``queued``: waiting in memory now; ``sent``: delivered; ``retried``: retries made;
+    ``failed``: given up on and reported to ``on_failure``; ``dropped``: refused at a
+    full queue; ``spooled``: kept in the spool for a later run instead of being sent.
+    """
+
+    queued: int
+    sent: int
+    retried: int
+    failed: int
+    dropped: int
+    spooled: int
+
+
+class BackgroundEmitter:
+    """Sends from a worker thread so ``track()`` costs microseconds and never blocks on
+    the network.
+
+    Events wait in a bounded in-memory queue (``max_queue``) and go out grouped per
+    visitor and session when ``batch_size`` events or ``max_batch_bytes`` are pending,
+    or every ``flush_interval`` seconds. When the queue is full, ``on_full`` decides:
+    ``"block"`` (wait up to ``block_timeout`` seconds, then drop), ``"drop_newest"`` or
+    ``"drop_oldest"``; every drop is counted in :meth:`stats` and reported to
+    ``on_failure`` with a :class:`~tracardi_tracker.exceptions.QueueFullError`.
+
+    Retryable failures are retried (by default for up to an hour, waits capped at 30 s)
+    and the waits end at once on :meth:`close`. :meth:`flush` and :meth:`close` return
+    by their deadline with the number of events still unsent. At interpreter exit
+    the queue is flushed for at most ``atexit_timeout`` seconds.
+
+    ``spool=PATH`` keeps every event in a SQLite file until Tracardi has it: events
+    survive a ``kill -9`` and outages longer than the queue holds, and are sent by the
+    next emitter opened on the same spool. Events unsent at a ``close()`` deadline
+    stay in the spool.
+
+    A forked child (gunicorn ``--preload``, multiprocessing) gets a fresh queue,
+    worker and HTTP session and never resends its parent's events.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_queue: int = 100_000,
+        batch_size: int = 500,
+        max_batch_bytes: int = 5_000_000,
+        flush_interval: float = 0.5,
+        on_full: FullPolicy = "block",
+        block_timeout: float = 1.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        on_success: SuccessCallback | None = None,
+        on_failure: FailureCallback | None = None,
+        spool: str | Path | None = None,
+        atexit_timeout: float = 2.0,
+        verify: bool | str = True,
+        session: requests.Session | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        if max_queue < 1 or batch_size < 1 or max_batch_bytes < 1:
+            raise ValueError("max_queue, batch_size and max_batch_bytes must be at least 1")
+        if on_full not in ("block", "drop_newest", "drop_oldest"):
+            raise ValueError(f"on_full must be block, drop_newest or drop_oldest, got {on_full!r}")
+        if flush_interval <= 0:
+            raise ValueError(f"flush_interval must be positive, got {flush_interval!r}")
+        self.max_queue = max_queue
+        self.batch_size = batch_size
+        self.max_batch_bytes = max_batch_bytes
+        self.flush_interval = flush_interval
+        self.on_full = on_full
+        self.block_timeout = block_timeout
+        self.retry = retry or _BACKGROUND_RETRY
+        self.atexit_timeout = atexit_timeout
+        self._callbacks = _Callbacks(on_success, on_failure)
+        self._transport = transport or HttpTransport(
+            timeout=timeout, verify=verify, session=session
+        )
+        self._spool_path = Path(spool) if spool is not None else None
+        self._spool: Spool | None = None
+        self._closed = False
+        self._setup()
+        if self._spool_path is not None:
+            self._spool = Spool(self._spool_path)
+            self._queue.extend(self._spool.claim_orphans())
+            if self._queue:
+                self._start()  # a previous run's events go out first
+        _register(self)
+
+    def _setup(self) -> None:
+        """(Re)make every piece of state a forked child must not share."""
+        self._pid = os.getpid()
+        self._queue: deque[Envelope] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._room = threading.Condition(threading.Lock())
+        self._idle = threading.Condition(threading.Lock())
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._in_flight = 0
+        self._sent = self._retried = self._failed = self._dropped = self._spooled = 0
+
+    def _after_fork(self) -> None:
+        spool_path = self._spool_path
+        self._setup()
+        self._transport.reset()
+        if spool_path is not None:
+            self._spool = Spool(spool_path)  # a connection of this process's own
+
+    # -- the caller's side ---------------------------------------------------------
+
+    def emit(self, envelope: Envelope) -> None:
+        """Queue ``envelope``; never blocks on the network."""
+        if self._pid != os.getpid():
+            self._after_fork()
+        if self._closed:
+            raise TrackerClosedError("the emitter is closed")
+        if self._spool is not None:
+            envelope = self._spool.add(envelope)
+        queue = self._queue
+        if len(queue) >= self.max_queue and not self._make_room(envelope):
+            return
+        queue.append(envelope)
+        if self._thread is None:
+            self._start()
+        if len(queue) >= self.batch_size:
+            self._wake.set()
+
+    def _make_room(self, envelope: Envelope) -> bool:
+        """Apply the full-queue policy; True when ``envelope`` may be queued."""
+        if self.on_full == "drop_oldest":
+            try:
+                oldest = self._queue.popleft()
+            except IndexError:
+                return True
+            self._drop(oldest)
+            return True
+        if self.on_full == "block":
+            self._wake.set()
+            deadline = time.monotonic() + self.block_timeout
+            with self._room:
+                while len(self._queue) >= self.max_queue:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._room.wait(remaining)
+            if len(self._queue) < self.max_queue:
+                return True
+        self._drop(envelope)
+        return False
+
+    def _drop(self, envelope: Envelope) -> None:
+        if self._spool is not None:
+            with self._lock:
+                self._spooled += 1
+            return  # it waits in the spool for a later run
+        with self._lock:
+            self._dropped += 1
+        error = QueueFullError(
+            f"queue full ({self.max_queue} events): event dropped", event_ids=[envelope.event_id]
+        )
+        self._callbacks.failure([envelope], error)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="tracardi-tracker-worker", daemon=True
+                )
+                self._thread.start()
+
+    # -- flushing and closing ---------------------------------------------------
+
+    def pending(self) -> int:
+        """Events queued or being sent now."""
+        return len(self._queue) + self._in_flight
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Send everything queued, waiting at most ``timeout`` seconds (forever if None).
+
+        Returns the number of events still unsent at the deadline.
+        """
+        if self._pid != os.getpid():
+            self._after_fork()
+        if not self.pending():
+            return 0
+        if self._thread is None:
+            self._start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._wake.set()
+        with self._idle:
+            while self.pending():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._idle.wait(0.05 if remaining is None else min(remaining, 0.05))
+                self._wake.set()
+        return self.pending()
+
+    def close(self, timeout: float | None = 5.0) -> int:
+        """Flush for at most ``timeout`` seconds, stop the worker, close the session.
+
+        Returns how many events were left unsent; they stay in the spool when there is
+        one, and are reported to ``on_failure`` with an ``UndeliveredError`` otherwise.
+        Safe to call twice.
+        """
+        if self._closed:
+            return 0
+        if self._pid != os.getpid():
+            self._after_fork()
+        self._closed = True
+        unsent = self.flush(timeout)
+        self._stop.set()  # ends retry waits at once; the worker takes no new batch
+        self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(0.2 if unsent else 2.0)
+        leftovers: list[Envelope] = []
+        while self._queue:
+            leftovers.append(self._queue.popleft())
+        if leftovers:
+            self._give_up(leftovers)
+        if self._spool is not None:
+            self._spool.release()
+        if thread is None or not thread.is_alive():
+            self._transport.close()
+            if self._spool is not None:
+                self._spool.close()
+        _unregister(self)
+        return unsent
+
+    def _give_up(self, envelopes: Sequence[Envelope]) -> None:
+        if self._spool is not None:
+            with self._lock:
+                self._spooled += len(envelopes)
+            logger.warning("%d event(s) kept in the spool for the next run", len(envelopes))
+            return
+        with self._lock:
+            self._failed += len(envelopes)
+        error = UndeliveredError(
+            "emitter closed before these events could be sent",
+            event_ids=[envelope.event_id for envelope in envelopes],
+        )
+        self._callbacks.failure(envelopes, error)
+
+    def stats(self) -> Stats:
+        """Queued, sent, retried, failed, dropped and spooled counts."""
+        with self._lock:
+            return Stats(
+                queued=self.pending(),
+                sent=self._sent,
+                retried=self._retried,
+                failed=self._failed,
+                dropped=self._dropped,
+                spooled=self._spooled,
+            )
+
+    # -- the worker's side ---------------------------------------------------------
+
+    def _run(self) -> None:
+        queue = self._queue
+        while not self._stop.is_set():
+            if not queue:
+                with self._idle:
+                    self._idle.notify_all()
+                self._wake.wait(self.flush_interval)
+                self._wake.clear()
+                continue
+            if len(queue) < self.batch_size and self._wake.wait(self.flush_interval):
+                # a partial batch waits one interval to fill, unless flushed
+                self._wake.clear()
+            self._send(self._take())
+        with self._idle:
+            self._idle.notify_all()
+
+    def _take(self) -> list[Envelope]:
+        """Move up to one batch from the queue to in-flight."""
+        queue = self._queue
+        with self._lock:
+            count = min(len(queue), self.batch_size)
+            self._in_flight = count  # counted before popped: pending() never reads low
+            batch = [queue.popleft() for _ in range(count)]
+        with self._room:
+            self._room.notify_all()
+        return batch
+
+    def _count_retry(self, error: BaseException) -> None:
+        with self._lock:
+            self._retried += 1
+
+    def _send(self, batch: list[Envelope]) -> None:
+        for run in group(batch):
+            try:
+                response = deliver(
+                    self._transport,
+                    self.retry,
+                    run,
+                    stop_event=self._stop,
+                    on_retry=self._count_retry,
+                    max_bytes=self.max_batch_bytes,
+                )
+            except DeliveryError as error:
+                if is_retryable(error) and (self._stop.is_set() or self._spool is not None):
+                    self._give_up(run)  # cut short by close(), or kept for the next run
+                else:
+                    self._fail(run, error)
+            except Exception:  # a bug must not kill the worker and strand the queue
+                logger.exception("unexpected error while sending")
+                self._fail(run, DeliveryError("internal error while sending"))
+            else:
+                with self._lock:
+                    self._sent += len(run)
+                if self._spool is not None:
+                    self._spool.remove(run)
+                self._callbacks.success(run, response)
+            finally:
+                with self._lock:
+                    self._in_flight -= len(run)
+        with self._idle:
+            self._idle.notify_all()
+
+    def _fail(self, run: list[Envelope], error: DeliveryError) -> None:
+        with self._lock:
+            self._failed += len(run)
+        if self._spool is not None:
+            self._spool.remove(run)
+        if not error.event_ids:
+            error.event_ids = tuple(envelope.event_id for envelope in run)
+        self._callbacks.failure(run, error)
+
+
+# -- process-wide hooks: fork and exit ----------------------------------------------
+
+_emitters: weakref.WeakSet[BackgroundEmitter] = weakref.WeakSet()
+
+
+def _register(emitter: BackgroundEmitter) -> None:
+    _emitters.add(emitter)
+
+
+def _unregister(emitter: BackgroundEmitter) -> None:
+    _emitters.discard(emitter)
+
+
+def _after_fork_in_child() -> None:
+    for emitter in list(_emitters):
+        emitter._after_fork()
+
+
+def _at_exit() -> None:
+    for emitter in list(_emitters):
+        try:
+            unsent = emitter.close(emitter.atexit_timeout)
+        except Exception:
+            logger.exception("flushing at exit failed")
+            continue
+        if unsent:
+            logger.warning("%d event(s) unsent at exit", unsent)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_at_exit)
