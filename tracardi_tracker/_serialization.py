@@ -62,6 +62,55 @@ def to_json_value(value: Any, path: str) -> Any:
     return _convert_other(value, path)
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def check_json_value(value: Any, path: str) -> None:
+    """Raise naming the path when ``value`` cannot become JSON; cheap for plain data.
+
+    The same rules as :func:`to_json_value`, which does the converting later (in the
+    background emitter's thread): this check is what runs on the caller's path.
+    """
+    kind = type(value)
+    if kind in _PLAIN:
+        return
+    if kind is float:
+        if not math.isfinite(value):
+            raise InvalidEventError(path, f"{value!r} is not a finite number")
+        return
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise InvalidEventError(path, f"key {key!r} is not a string")
+            if type(item) not in _PLAIN:
+                check_json_value(item, f"{path}.{key}")
+        return
+    if kind is list:
+        for index, item in enumerate(value):
+            if type(item) not in _PLAIN:
+                check_json_value(item, f"{path}[{index}]")
+        return
+    to_json_value(value, path)
+
+
+def check_event(event: BaseEvent) -> None:
+    """Validate an event's free-form values (properties, context, options) at ``track()``."""
+    if isinstance(event, Event):
+        if event.properties:
+            check_json_value(event.properties, "properties")
+    elif isinstance(event, SelfDescribing):
+        check_json_value(event.event_json.data, "properties")
+    context = event.context
+    if context:
+        if isinstance(context, Mapping):
+            check_json_value(dict(context), "context")
+        else:
+            for index, entity in enumerate(context):
+                check_json_value(entity.data, f"context[{index}].data")
+    if event.options:
+        check_json_value(event.options, "options")
+
+
 def _key(key: object, path: str) -> str:
     if isinstance(key, str):
         return key

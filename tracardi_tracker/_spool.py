@@ -172,7 +172,8 @@ def _from_row(row: dict[str, Any], visitors: dict[str, Visitor]) -> Envelope:
         visitor = visitors[key] = Visitor(key)
     return Envelope(
         event_id=row["event_id"],
-        event=row["event"],
+        source=None,
+        wire=row["event"],
         session_id=row["session_id"],
         head=PayloadHead(
             url=head["url"],

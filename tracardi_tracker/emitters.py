@@ -18,9 +18,10 @@ import attrs
 import requests
 
 from ._retry import RetryPolicy
-from ._serialization import JsonDict, dumps, payload_to_wire
+from ._serialization import JsonDict, dumps, event_to_wire, payload_to_wire
 from ._transport import DEFAULT_TIMEOUT, HttpTransport, TrackResponse, Transport
 from ._visitors import Visitor
+from .events import BaseEvent
 from .exceptions import DeliveryError, TrackerClosedError
 from .models import Options, Time
 
@@ -45,19 +46,35 @@ class PayloadHead:
     ip_address: str | None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.define(eq=False)
 class Envelope:
-    """One tracked event on its way out: its id, its wire form and its visitor.
+    """One tracked event on its way out: its id, the event, its session and visitor.
 
-    Emitters put envelopes with equal :meth:`batch_key` and equal ``head`` in one
-    payload.
+    ``source`` is the event object as tracked (``None`` for an event read back from
+    a spool); :attr:`event` is its wire form, built on first use so the caller's
+    ``track()`` does not pay for it. Emitters put envelopes with equal
+    :meth:`batch_key` and equal ``head`` in one payload.
     """
 
     event_id: str
-    event: JsonDict
+    source: BaseEvent | None
     session_id: str
     head: PayloadHead
-    visitor: Visitor = attrs.field(eq=False, repr=False)
+    visitor: Visitor = attrs.field(repr=False)
+    tags: tuple[str, ...] = ()
+    wire: JsonDict | None = attrs.field(default=None, repr=False)
+
+    @property
+    def event(self) -> JsonDict:
+        """The event as it goes into the payload's ``events`` list."""
+        wire = self.wire
+        if wire is None:
+            assert self.source is not None
+            wire = event_to_wire(self.source, self.event_id)
+            if self.tags:
+                wire["tags"] = [*self.tags, *wire.get("tags", ())]
+            self.wire = wire
+        return wire
 
     def batch_key(self) -> tuple[int, str]:
         """The visitor and session: envelopes of one key keep their order."""

@@ -96,6 +96,19 @@ def _tags(value: Iterable[str] | None) -> tuple[str, ...]:
     return tags
 
 
+def _copy_mapping(value: Any) -> Any:
+    """A shallow copy of a mapping, so later changes by the caller do not reach the event."""
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _copy_context(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
 def _check_mapping(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and not isinstance(value, Mapping):
         raise InvalidEventError(attribute.name, f"must be a dict, got {type(value).__name__}")
@@ -132,7 +145,7 @@ class BaseEvent:
         default=None, kw_only=True, validator=_check_subject
     )
     context: Mapping[str, Any] | Sequence[SelfDescribingJson] | None = attrs.field(
-        default=None, kw_only=True, validator=_check_context
+        default=None, kw_only=True, converter=_copy_context, validator=_check_context
     )
     time: Time | None = attrs.field(default=None, kw_only=True, validator=_check_time)
     true_timestamp: float | None = attrs.field(
@@ -140,7 +153,7 @@ class BaseEvent:
     )
     tags: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=_tags)
     options: Mapping[str, Any] | None = attrs.field(
-        default=None, kw_only=True, validator=_check_mapping
+        default=None, kw_only=True, converter=_copy_mapping, validator=_check_mapping
     )
     event_id: str | None = attrs.field(default=None, kw_only=True, validator=_check_event_id)
     made_at: datetime = attrs.field(factory=utcnow, init=False, eq=False, repr=False)
@@ -222,4 +235,6 @@ class Event(BaseEvent):
     """
 
     type: str = attrs.field(validator=_check_type)
-    properties: Mapping[str, Any] | None = attrs.field(default=None, validator=_check_mapping)
+    properties: Mapping[str, Any] | None = attrs.field(
+        default=None, converter=_copy_mapping, validator=_check_mapping
+    )

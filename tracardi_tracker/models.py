@@ -99,6 +99,12 @@ class Options:
         return cls(**kwargs)
 
 
+def _mapping_copy(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidEventError("data", f"must be a dict, got {type(value).__name__}")
+    return dict(value)
+
+
 def _check_iglu(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, str) or not _IGLU.match(value):
         raise InvalidEventError(
@@ -115,7 +121,7 @@ class SelfDescribingJson:
     """
 
     schema: str = attrs.field(validator=_check_iglu)
-    data: Mapping[str, Any] = attrs.field(factory=dict)
+    data: Mapping[str, Any] = attrs.field(factory=dict, converter=_mapping_copy)
 
     @property
     def name(self) -> str:
@@ -180,7 +186,19 @@ def _ids(value: Iterable[str] | None) -> tuple[str, ...]:
 _S = TypeVar("_S", bound="Subject")
 
 
-@attrs.define(kw_only=True)
+def _init_fields(attribute: attrs.Attribute[Any], value: Any) -> bool:
+    return attribute.init
+
+
+def _bump_version(instance: Subject, attribute: attrs.Attribute[Any], value: Any) -> Any:
+    object.__setattr__(instance, "_version", instance._version + 1)
+    return value
+
+
+@attrs.define(
+    kw_only=True,
+    on_setattr=[attrs.setters.convert, attrs.setters.validate, _bump_version],
+)
 class Subject:
     """Who an event is about: Snowplow's subject fields plus Tracardi's identity.
 
@@ -209,6 +227,7 @@ class Subject:
     session_id: str | None = attrs.field(default=None, validator=_optional_str)
     profile_metadata: Time | None = attrs.field(default=None, validator=_optional_metadata)
     session_metadata: Time | None = attrs.field(default=None, validator=_optional_metadata)
+    _version: int = attrs.field(default=0, init=False, eq=False, repr=False, on_setattr=None)
 
     def _set(self: _S, name: str, value: object) -> _S:
         setattr(self, name, value)
@@ -272,9 +291,9 @@ class Subject:
 
     def merged(self, over: Subject | None) -> Subject:
         """Return a new subject: this one with ``over``'s set fields written on top."""
-        values = attrs.asdict(self, recurse=False)
+        values = attrs.asdict(self, recurse=False, filter=_init_fields)
         if over is not None:
-            for name, value in attrs.asdict(over, recurse=False).items():
+            for name, value in attrs.asdict(over, recurse=False, filter=_init_fields).items():
                 if value is not None and value != ():
                     values[name] = value
         return Subject(**values)

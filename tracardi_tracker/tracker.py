@@ -4,7 +4,7 @@ into envelopes for its emitter."""
 from __future__ import annotations
 
 import time
-import uuid
+import weakref
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from types import TracebackType
@@ -13,14 +13,20 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from ._serialization import event_to_wire, payload_context, profile_ids, to_json_value
-from ._visitors import Visitor, VisitorKey, VisitorRegistry, new_session_id
+from ._serialization import check_event, payload_context, profile_ids, to_json_value
+from ._visitors import Visitor, VisitorKey, VisitorRegistry, new_event_id, new_session_id
 from .emitters import Emitter, Envelope, PayloadHead
 from .events import BaseEvent
 from .exceptions import ConfigurationError, InvalidEventError, TrackerClosedError
 from .models import Options, Subject
 
 __all__ = ["Identity", "Tracker"]
+
+
+_NAMED_CACHE_SIZE = 10_000
+_NamedEntry = tuple[
+    "weakref.ref[Subject]", tuple[int, int, int], VisitorKey | None, PayloadHead, str | None
+]
 
 
 @attrs.frozen
@@ -139,6 +145,8 @@ class Tracker:
         self._timeout_seconds = session_timeout.total_seconds()
         self._own = Visitor(None)
         self._visitors = VisitorRegistry()
+        self._own_cache: tuple[tuple[int, int], PayloadHead, str | None] | None = None
+        self._named_cache: dict[int, _NamedEntry] = {}
         self._closed = False
 
     # -- state ------------------------------------------------------------------
@@ -188,18 +196,53 @@ class Tracker:
             raise InvalidEventError(
                 "event", f"expected an event object, got {type(event).__name__}"
             )
+        check_event(event)
         event_subject = event.event_subject
-        subject = self.subject if event_subject is None else _merge(self.subject, event_subject)
-        key = _visitor_key(event_subject)
-        visitor = self._own if key is None else self._visitors.get(key)
-        event_id = event.event_id or str(uuid.uuid4())
-        wire = event_to_wire(event, event_id)
-        if self.tags:
-            wire["tags"] = [*self.tags, *wire.get("tags", ())]
+        if event_subject is None:
+            visitor = self._own
+            head, given_session = self._own_head()
+        else:
+            visitor, head, given_session = self._named_head(event_subject)
+        event_id = event.event_id or new_event_id()
         session_id = visitor.session_for_event(
-            subject.session_id, time.monotonic(), self._timeout_seconds, new_session_id
+            given_session, time.monotonic(), self._timeout_seconds, new_session_id
         )
-        head = PayloadHead(
+        self.emitter.emit(Envelope(event_id, event, session_id, head, visitor, self.tags))
+        return event_id
+
+    def _own_head(self) -> tuple[PayloadHead, str | None]:
+        """The payload head of the tracker's own visitor, rebuilt when the subject changes."""
+        subject = self.subject
+        key = (id(subject), subject._version)
+        cached = self._own_cache
+        if cached is None or cached[0] != key:
+            cached = self._own_cache = (key, self._head(subject), subject.session_id)
+        return cached[1], cached[2]
+
+    def _named_head(self, event_subject: Subject) -> tuple[Visitor, PayloadHead, str | None]:
+        """Visitor and payload head for an event subject; heads are cached per subject
+        object and version, so a backend reusing one Subject per visitor pays once."""
+        tracker_subject = self.subject
+        version = (event_subject._version, id(tracker_subject), tracker_subject._version)
+        entry = self._named_cache.get(id(event_subject))
+        if entry is None or entry[0]() is not event_subject or entry[1] != version:
+            subject = _merge(tracker_subject, event_subject)
+            entry = (
+                weakref.ref(event_subject),
+                version,
+                _visitor_key(event_subject),
+                self._head(subject),
+                subject.session_id,
+            )
+            if len(self._named_cache) >= _NAMED_CACHE_SIZE:
+                self._named_cache.clear()
+            self._named_cache[id(event_subject)] = entry
+        key = entry[2]
+        visitor = self._own if key is None else self._visitors.get(key)
+        return visitor, entry[3], entry[4]
+
+    def _head(self, subject: Subject) -> PayloadHead:
+        return PayloadHead(
             url=self.url,
             source_id=self.source_id,
             profile_id=subject.profile_id,
@@ -213,12 +256,6 @@ class Tracker:
             options=self.options,
             ip_address=subject.ip_address,
         )
-        self.emitter.emit(
-            Envelope(
-                event_id=event_id, event=wire, session_id=session_id, head=head, visitor=visitor
-            )
-        )
-        return event_id
 
     def flush(self, timeout: float | None = None) -> int:
         """Send what the emitter holds; return how many events are still undelivered."""
