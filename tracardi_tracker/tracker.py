@@ -3,9 +3,12 @@ into envelopes for its emitter."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -147,6 +150,9 @@ class Tracker:
         self._visitors = VisitorRegistry()
         self._own_cache: tuple[tuple[int, int], PayloadHead, str | None] | None = None
         self._named_cache: dict[int, _NamedEntry] = {}
+        self._scope: contextvars.ContextVar[Subject | None] = contextvars.ContextVar(
+            f"tracardi_tracker_scope_{id(self)}", default=None
+        )
         self._closed = False
 
     # -- state ------------------------------------------------------------------
@@ -177,6 +183,36 @@ class Tracker:
             profile = subject.profile_id
         return Identity(profile, session)
 
+    @contextlib.contextmanager
+    def scope(self, subject: Subject) -> Iterator[Subject]:
+        """Make ``subject`` the visitor of every ``track()`` inside the block.
+
+        The scope lives in a :mod:`contextvars` variable: each thread and each asyncio
+        task sees only its own, so one request's visitor never reaches another's
+        events. An event's own ``event_subject`` is merged over the scoped one.
+        """
+        if not isinstance(subject, Subject):
+            raise ConfigurationError(f"scope() takes a Subject, got {type(subject).__name__}")
+        token = self._scope.set(subject)
+        try:
+            yield subject
+        finally:
+            self._scope.reset(token)
+
+    @contextlib.asynccontextmanager
+    async def ascope(self, subject: Subject) -> AsyncIterator[Subject]:
+        """The async twin of :meth:`scope`, for ``async with``."""
+        with self.scope(subject) as scoped:
+            yield scoped
+
+    async def aflush(self, timeout: float | None = None) -> int:
+        """:meth:`flush` without blocking the event loop (it runs in a worker thread)."""
+        return await asyncio.to_thread(self.flush, timeout)
+
+    async def aclose(self, timeout: float | None = 5.0) -> int:
+        """:meth:`close` without blocking the event loop, for lifespan handlers."""
+        return await asyncio.to_thread(self.close, timeout)
+
     def new_session(self) -> str:
         """Start a new session for the tracker's own visitor and return its id."""
         return self._own.new_session(new_session_id)
@@ -198,6 +234,9 @@ class Tracker:
             )
         check_event(event)
         event_subject = event.event_subject
+        scoped = self._scope.get()
+        if scoped is not None:
+            event_subject = scoped if event_subject is None else scoped.merged(event_subject)
         if event_subject is None:
             visitor = self._own
             head, given_session = self._own_head()
