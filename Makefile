@@ -33,7 +33,8 @@ demo: $(VENV)/.installed
 	$(BIN)/python -m tracardi_tracker demo examples/quickstart.py
 
 bench: $(VENV)/.installed-dev
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/collector.py
+	$(BIN)/python bench/tracker.py --spool
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tracardi_tracker import BackgroundEmitter, Event, PageView, Subject, Tracker  # noqa: E402
+from tracardi_tracker import BackgroundEmitter, Event, PageView, Subject, Tracker
 
 
 def free_port() -> int:
@@ -41,8 +41,16 @@ def collector() -> Iterator[str]:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tracardi_tracker", "collector", "--port", str(port),
-             "--db", str(Path(tmp) / "bench.sqlite3")],
+            [
+                sys.executable,
+                "-m",
+                "tracardi_tracker",
+                "collector",
+                "--port",
+                str(port),
+                "--db",
+                str(Path(tmp) / "bench.sqlite3"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
@@ -52,7 +60,7 @@ def collector() -> Iterator[str]:
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 with contextlib.suppress(OSError):
-                    urllib.request.urlopen(f"{url}/micro/all?limit=1", timeout=1).read()
+                    urllib.request.urlopen(f"{url}/micro/info", timeout=1).read()
                     break
                 time.sleep(0.05)
             yield url
@@ -62,8 +70,8 @@ def collector() -> Iterator[str]:
 
 
 def stored(url: str) -> int:
-    with urllib.request.urlopen(f"{url}/micro/count", timeout=30) as answer:
-        return int(json.loads(answer.read())["good"])
+    with urllib.request.urlopen(f"{url}/micro/info", timeout=30) as answer:
+        return int(json.loads(answer.read())["summary"]["good"])
 
 
 def run(url: str, events: int, visitors: int, spool: str | None) -> dict[str, float]:
@@ -72,12 +80,20 @@ def run(url: str, events: int, visitors: int, spool: str | None) -> dict[str, fl
     for n in range(events):
         who = people[n % visitors]
         if n % 2 == 0:
-            workload.append(PageView(f"https://shop.example/p/{n % 50}", "Product", event_subject=who))
+            workload.append(
+                PageView(f"https://shop.example/p/{n % 50}", "Product", event_subject=who)
+            )
         else:
             workload.append(
                 Event(
                     "Add To Cart",
-                    {"sku": f"A{n % 97}", "price": 49.9, "quantity": 2, "gift": False, "note": None},
+                    {
+                        "sku": f"A{n % 97}",
+                        "price": 49.9,
+                        "quantity": 2,
+                        "gift": False,
+                        "note": None,
+                    },
                     event_subject=who,
                 )
             )

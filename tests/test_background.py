@@ -123,15 +123,15 @@ def test_a_full_queue_drops_by_policy_and_reports_every_drop(
         on_failure=failures,
     )
     ids = [tracker.track(Event("x", {"n": n})) for n in range(1)]
-    assert gate.waiting.wait(5)  # the worker holds event 0; the queue is empty
+    assert gate.waiting.wait(5)  # the worker holds event 0 in flight
     ids += [tracker.track(Event("x", {"n": n})) for n in range(1, 11)]
     stats = emitter.stats()
-    assert stats.dropped == 5
+    assert stats.dropped == 6  # max_queue counts every event held: 1 in flight + 4 queued
     assert all(isinstance(error, QueueFullError) for _, error in failures.reports)
     gate.open.set()
     assert tracker.flush(5) == 0
     delivered = [event["id"] for event in transport.events]
-    expected_dropped = ids[1:6] if policy == "drop_oldest" else ids[6:]
+    expected_dropped = ids[1:7] if policy == "drop_oldest" else ids[5:]
     assert failures.event_ids == expected_dropped
     assert sorted(delivered + failures.event_ids) == sorted(ids)
 

@@ -28,7 +28,7 @@ def test_true_timestamp_in_ms_becomes_time_create(
     tracker: Tracker, transport: CapturingTransport
 ) -> None:
     tracker.track(Event("x", true_timestamp=1672531200123))
-    assert transport.events[0]["time"]["create"] == "2023-01-01T00:00:00.123Z"
+    assert transport.events[0]["time"]["create"] == "2023-01-01T00:00:00.123000Z"
 
 
 def test_given_times_are_sent_in_utc_with_z(
@@ -42,7 +42,7 @@ def test_given_times_are_sent_in_utc_with_z(
     tracker.track(Event("x", time=when))
     expected = {
         "create": "2023-01-01T10:00:00Z",
-        "insert": "2023-01-01T10:00:05.5Z",
+        "insert": "2023-01-01T10:00:05.500000Z",
         "update": "2023-01-01T10:00:05Z",
     }
     assert expected == transport.events[0]["time"]

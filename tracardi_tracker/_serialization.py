@@ -54,6 +54,14 @@ def to_json_value(value: Any, path: str) -> Any:
             raise InvalidEventError(path, f"{value!r} is not a finite number")
         return value
     if kind is dict:
+        for key, item in value.items():
+            item_kind = type(item)
+            if type(key) is not str or (
+                item_kind not in _PLAIN and (item_kind is not float or not math.isfinite(item))
+            ):
+                break
+        else:
+            return value  # plain already: sent as it is
         return {
             _key(key, path): to_json_value(item, f"{path}.{key}") for key, item in value.items()
         }
@@ -186,8 +194,12 @@ def event_type_slug(name: str) -> str:
     return slugify(name)
 
 
+@functools.lru_cache(maxsize=1024)
 def page_context(url: str, title: str | None, referrer: str | None) -> JsonDict:
-    """The event ``context.page`` Tracardi's JS tracker sends, from a URL, title and referrer."""
+    """The event ``context.page`` Tracardi's JS tracker sends, from a URL, title and referrer.
+
+    Cached: the dict returned is shared by the events of one page and never changed.
+    """
     parts = urlsplit(url)
     referer: JsonDict = {"host": None, "query": None}
     if referrer:
@@ -250,18 +262,27 @@ def _event_body(event: BaseEvent) -> tuple[str, JsonDict, JsonDict]:
     raise InvalidEventError("event", f"{type(event).__name__} is not an event class the SDK knows")
 
 
-def event_time(event: BaseEvent) -> Time:
-    """The event's times with the defaults filled: ``insert`` when made, ``create`` from
-    ``true_timestamp`` or else ``insert``."""
-    given = event.time or Time()
-    insert = given.insert or event.made_at
+def event_time(event: BaseEvent) -> JsonDict:
+    """The event's wire times with the defaults filled: ``insert`` when the event was
+    made, ``create`` from ``true_timestamp`` or else equal to ``insert``."""
+    given = event.time
+    if given is None:
+        insert = format_utc(event.made_at)
+        if event.true_timestamp is None:
+            return {"create": insert, "insert": insert}
+        create = from_epoch(event.true_timestamp, "true_timestamp", milliseconds=True)
+        return {"create": format_utc(create), "insert": insert}
+    insert = format_utc(given.insert or event.made_at)
     if given.create is not None:
-        create = given.create
+        wire = {"create": format_utc(given.create), "insert": insert}
     elif event.true_timestamp is not None:
         create = from_epoch(event.true_timestamp, "true_timestamp", milliseconds=True)
+        wire = {"create": format_utc(create), "insert": insert}
     else:
-        create = insert
-    return Time(create=create, insert=insert, update=given.update)
+        wire = {"create": insert, "insert": insert}
+    if given.update is not None:
+        wire["update"] = format_utc(given.update)
+    return wire
 
 
 def _entities(entities: Sequence[SelfDescribingJson]) -> list[JsonDict]:
@@ -270,20 +291,20 @@ def _entities(entities: Sequence[SelfDescribingJson]) -> list[JsonDict]:
 
 def event_to_wire(event: BaseEvent, event_id: str) -> JsonDict:
     """One event of a payload's ``events`` list, validated and ready for ``json.dumps``."""
-    event_type, properties, context = _event_body(event)
+    event_type, properties, context = _event_body(event)  # the class's context is JSON already
     if event.context is not None:
         if isinstance(event.context, Mapping):
-            context.update(event.context)
+            context.update(to_json_value(event.context, "context"))
         else:
-            context["entities"] = _entities(event.context)
+            context["entities"] = to_json_value(_entities(event.context), "context.entities")
     wire: JsonDict = {
         "id": event_id,
         "type": event_type,
-        "time": time_to_wire(event_time(event)),
+        "time": event_time(event),
         "properties": to_json_value(properties, "properties"),
     }
     if context:
-        wire["context"] = to_json_value(context, "context")
+        wire["context"] = context
     if event.tags:
         wire["tags"] = list(event.tags)
     if event.options:

@@ -16,9 +16,12 @@ import os
 import sqlite3
 import threading
 import uuid
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from ._serialization import options_to_wire, time_to_wire
 from ._visitors import Visitor
@@ -26,18 +29,26 @@ from .emitters import Envelope, PayloadHead
 from .models import Options, Time
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    owner TEXT NOT NULL,
-    event_id TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS heads (
+    id INTEGER PRIMARY KEY,
     data TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_event_id ON events (event_id);
-CREATE INDEX IF NOT EXISTS events_owner ON events (owner);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    owner TEXT NOT NULL,
+    head INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    visitor TEXT,
+    profile_hint TEXT,
+    event TEXT NOT NULL
+);
 """
-
+# No index on purpose: rows are deleted by seq (the rowid), and owners are only looked
+# up when an emitter opens or closes the spool.
 
 _RELEASED = ""
+"""The owner of rows an emitter handed back at close: any emitter may claim them."""
 
 
 def _alive(owner: str) -> bool:
@@ -72,28 +83,50 @@ class Spool:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
         self._closed = False
+        self._heads: dict[int, tuple[weakref.ref[PayloadHead], int]] = {}
 
-    def add(self, envelope: Envelope) -> Envelope:
-        """Write ``envelope`` so it outlives this process; returns it unchanged."""
-        data = json.dumps(_to_row(envelope), separators=(",", ":"), ensure_ascii=False)
+    def add(self, envelope: Envelope) -> None:
+        """Write ``envelope`` so it outlives this process (its payload head once)."""
+        visitor = envelope.visitor
+        event = json.dumps(envelope.event, separators=(",", ":"), ensure_ascii=False)
+        head = self._head_id(envelope.head)
+        row = (
+            self._owner,
+            head,
+            envelope.event_id,
+            visitor.adopted_session(envelope.session_id),
+            None if visitor.key is None else repr(visitor.key),
+            envelope.head.profile_id or visitor.profile_id,
+            event,
+        )
         with self._lock:
-            self._db.execute(
-                "INSERT INTO events (owner, event_id, data) VALUES (?, ?, ?)",
-                (self._owner, envelope.event_id, data),
-            )
-        return envelope
+            envelope.spool_seq = self._db.execute(
+                "INSERT INTO events (owner, head, event_id, session_id, visitor, profile_hint,"
+                " event) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                row,
+            ).lastrowid
+
+    def _head_id(self, head: PayloadHead) -> int:
+        cached = self._heads.get(id(head))
+        if cached is not None and cached[0]() is head:
+            return cached[1]
+        data = json.dumps(_head_to_row(head), separators=(",", ":"), ensure_ascii=False)
+        with self._lock:
+            row_id = self._db.execute("INSERT INTO heads (data) VALUES (?)", (data,)).lastrowid
+        assert row_id is not None
+        if len(self._heads) > 10_000:
+            self._heads.clear()
+        self._heads[id(head)] = (weakref.ref(head), row_id)
+        return row_id
 
     def remove(self, envelopes: Sequence[Envelope]) -> None:
         """Forget delivered (or finally rejected) events."""
-        ids = [(envelope.event_id,) for envelope in envelopes]
+        seqs = [(envelope.spool_seq,) for envelope in envelopes if envelope.spool_seq is not None]
         with self._lock:
-            if self._closed:
+            if self._closed or not seqs:
                 return
             self._db.execute("BEGIN")
-            self._db.executemany(
-                "DELETE FROM events WHERE owner = ? AND event_id = ?",
-                [(self._owner, event_id) for (event_id,) in ids],
-            )
+            self._db.executemany("DELETE FROM events WHERE seq = ?", seqs)
             self._db.execute("COMMIT")
 
     def claim_orphans(self) -> list[Envelope]:
@@ -109,11 +142,16 @@ class Spool:
                     "UPDATE events SET owner = ? WHERE owner = ?", (self._owner, owner)
                 )
             rows = self._db.execute(
-                "SELECT data FROM events WHERE owner = ? ORDER BY seq", (self._owner,)
+                "SELECT e.seq, e.event_id, e.session_id, e.visitor, e.profile_hint, e.event,"
+                " h.data FROM events e JOIN heads h ON h.id = e.head"
+                " WHERE e.owner = ? ORDER BY e.seq",
+                (self._owner,),
             ).fetchall()
+            self._db.execute("DELETE FROM heads WHERE id NOT IN (SELECT DISTINCT head FROM events)")
             self._db.execute("COMMIT")
         visitors: dict[str, Visitor] = {}
-        return [_from_row(json.loads(data), visitors) for (data,) in rows]
+        heads: dict[str, PayloadHead] = {}
+        return [_from_row(row, visitors, heads) for row in rows]
 
     def release(self) -> None:
         """Hand this emitter's unsent rows to whoever opens the spool next."""
@@ -137,26 +175,18 @@ class Spool:
                 self._db.close()
 
 
-def _to_row(envelope: Envelope) -> dict[str, Any]:
-    head = envelope.head
-    visitor = envelope.visitor
+def _head_to_row(head: PayloadHead) -> dict[str, Any]:
     return {
-        "event_id": envelope.event_id,
-        "event": envelope.event,
-        "session_id": visitor.adopted_session(envelope.session_id),
-        "visitor": None if visitor.key is None else repr(visitor.key),
-        "profile_hint": head.profile_id or visitor.profile_id,
-        "head": {
-            "url": head.url,
-            "source_id": head.source_id,
-            "profile_ids": list(head.profile_ids),
-            "profile_metadata": _time(head.profile_metadata),
-            "session_metadata": _time(head.session_metadata),
-            "context": head.context,
-            "properties": head.properties,
-            "options": options_to_wire(head.options),
-            "ip_address": head.ip_address,
-        },
+        "url": head.url,
+        "source_id": head.source_id,
+        "profile_id": head.profile_id,
+        "profile_ids": list(head.profile_ids),
+        "profile_metadata": _time(head.profile_metadata),
+        "session_metadata": _time(head.session_metadata),
+        "context": head.context,
+        "properties": head.properties,
+        "options": options_to_wire(head.options),
+        "ip_address": head.ip_address,
     }
 
 
@@ -164,35 +194,45 @@ def _time(value: Time | None) -> dict[str, str] | None:
     return None if value is None else time_to_wire(value)
 
 
-def _from_row(row: dict[str, Any], visitors: dict[str, Visitor]) -> Envelope:
-    head = row["head"]
-    key = row["visitor"] or f"own:{head['source_id']}"
+def _head_from_row(data: str) -> PayloadHead:
+    head = json.loads(data)
+    return PayloadHead(
+        url=head["url"],
+        source_id=head["source_id"],
+        profile_id=head["profile_id"],
+        profile_ids=tuple(head["profile_ids"]),
+        profile_metadata=_time_from(head["profile_metadata"]),
+        session_metadata=_time_from(head["session_metadata"]),
+        context=head["context"],
+        properties=head["properties"],
+        options=Options.from_mapping(head["options"]),
+        ip_address=head["ip_address"],
+    )
+
+
+def _from_row(
+    row: tuple[Any, ...], visitors: dict[str, Visitor], heads: dict[str, PayloadHead]
+) -> Envelope:
+    seq, event_id, session_id, visitor_key, profile_hint, event, head_data = row
+    head = heads.get(head_data)
+    if head is None:
+        head = heads[head_data] = _head_from_row(head_data)
+    if profile_hint is not None and head.profile_id is None:
+        head = attrs.evolve(head, profile_id=profile_hint)
+    key = visitor_key or f"own:{head.source_id}"
     visitor = visitors.get(key)
     if visitor is None:
         visitor = visitors[key] = Visitor(key)
     return Envelope(
-        event_id=row["event_id"],
+        event_id=event_id,
         source=None,
-        wire=row["event"],
-        session_id=row["session_id"],
-        head=PayloadHead(
-            url=head["url"],
-            source_id=head["source_id"],
-            profile_id=row["profile_hint"],
-            profile_ids=tuple(head["profile_ids"]),
-            profile_metadata=_time_from(head["profile_metadata"]),
-            session_metadata=_time_from(head["session_metadata"]),
-            context=head["context"],
-            properties=head["properties"],
-            options=Options.from_mapping(head["options"]),
-            ip_address=head["ip_address"],
-        ),
+        wire=json.loads(event),
+        session_id=session_id,
+        head=head,
         visitor=visitor,
+        spool_seq=seq,
     )
 
 
 def _time_from(value: dict[str, str] | None) -> Time | None:
     return None if value is None else Time(**value)
-
-
-__all__ = ["Spool"]

@@ -85,8 +85,7 @@ def _from_iso(text: str, path: str) -> datetime:
 
 
 def format_utc(value: datetime) -> str:
-    """Format an aware UTC datetime the way the SDK sends it: ``2024-06-24T10:00:00.5Z``."""
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond:06d}".rstrip("0")
-    return text + "Z"
+    """Format an aware UTC datetime the way the SDK sends it: ``2024-06-24T10:00:00Z``,
+    or ``2024-06-24T10:00:00.500000Z`` when it has a fraction of a second."""
+    text = value.isoformat(timespec="microseconds" if value.microsecond else "seconds")
+    return text[:-6] + "Z"  # drop the "+00:00" of a UTC datetime

@@ -60,9 +60,10 @@ class BackgroundEmitter:
     """Sends from a worker thread so ``track()`` costs microseconds and never blocks on
     the network.
 
-    Events wait in a bounded in-memory queue (``max_queue``) and go out grouped per
-    visitor and session when ``batch_size`` events or ``max_batch_bytes`` are pending,
-    or every ``flush_interval`` seconds. When the queue is full, ``on_full`` decides:
+    Events wait in memory, at most ``max_queue`` of them (queued, buffered or being
+    sent), and go out as one payload per visitor and session when that visitor has
+    ``batch_size`` events pending or its oldest has waited ``flush_interval`` seconds;
+    a payload over ``max_batch_bytes`` is split. When the queue is full, ``on_full`` decides:
     ``"block"`` (wait up to ``block_timeout`` seconds, then drop), ``"drop_newest"`` or
     ``"drop_oldest"``; every drop is counted in :meth:`stats` and reported to
     ``on_failure`` with a :class:`~tracardi_tracker.exceptions.QueueFullError`.
@@ -139,7 +140,8 @@ class BackgroundEmitter:
         self._idle = threading.Condition(threading.Lock())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._in_flight = 0
+        self._held = 0  # taken from the queue by the worker and not yet settled
+        self._flushers = 0  # flush() calls under way: the worker sends every buffer
         self._sent = self._retried = self._failed = self._dropped = self._spooled = 0
 
     def _after_fork(self) -> None:
@@ -158,15 +160,13 @@ class BackgroundEmitter:
         if self._closed:
             raise TrackerClosedError("the emitter is closed")
         if self._spool is not None:
-            envelope = self._spool.add(envelope)
+            self._spool.add(envelope)
         queue = self._queue
-        if len(queue) >= self.max_queue and not self._make_room(envelope):
+        if len(queue) + self._held >= self.max_queue and not self._make_room(envelope):
             return
         queue.append(envelope)
         if self._thread is None:
             self._start()
-        if len(queue) >= self.batch_size:
-            self._wake.set()
 
     def _make_room(self, envelope: Envelope) -> bool:
         """Apply the full-queue policy; True when ``envelope`` may be queued."""
@@ -181,12 +181,12 @@ class BackgroundEmitter:
             self._wake.set()
             deadline = time.monotonic() + self.block_timeout
             with self._room:
-                while len(self._queue) >= self.max_queue:
+                while self.pending() >= self.max_queue:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
                     self._room.wait(remaining)
-            if len(self._queue) < self.max_queue:
+            if self.pending() < self.max_queue:
                 return True
         self._drop(envelope)
         return False
@@ -214,8 +214,8 @@ class BackgroundEmitter:
     # -- flushing and closing ---------------------------------------------------
 
     def pending(self) -> int:
-        """Events queued or being sent now."""
-        return len(self._queue) + self._in_flight
+        """Events queued, waiting in a visitor's buffer, or being sent now."""
+        return len(self._queue) + self._held
 
     def flush(self, timeout: float | None = None) -> int:
         """Send everything queued, waiting at most ``timeout`` seconds (forever if None).
@@ -229,14 +229,20 @@ class BackgroundEmitter:
         if self._thread is None:
             self._start()
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._wake.set()
-        with self._idle:
-            while self.pending():
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    break
-                self._idle.wait(0.05 if remaining is None else min(remaining, 0.05))
-                self._wake.set()
+        with self._lock:
+            self._flushers += 1
+        try:
+            self._wake.set()
+            with self._idle:
+                while self.pending():
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        break
+                    self._idle.wait(0.05 if remaining is None else min(remaining, 0.05))
+                    self._wake.set()
+        finally:
+            with self._lock:
+                self._flushers -= 1
         return self.pending()
 
     def close(self, timeout: float | None = 5.0) -> int:
@@ -300,31 +306,74 @@ class BackgroundEmitter:
     # -- the worker's side ---------------------------------------------------------
 
     def _run(self) -> None:
+        """Move queued events into per-visitor buffers and send each buffer when it is
+        full, when its oldest event has waited ``flush_interval``, or on a flush."""
         queue = self._queue
+        buffers: dict[tuple[int, str], list[Envelope]] = {}
+        born: dict[tuple[int, str], float] = {}
+        full: list[list[Envelope]] = []  # buffers that reached batch_size, in order
+        interval = self.flush_interval
         while not self._stop.is_set():
-            if not queue:
+            if queue:
+                self._drain(buffers, born, full)
+            now = time.monotonic()
+            if self._flushers:
+                due = list(buffers)
+            else:
+                due = []
+                for key, since in born.items():  # oldest first: stop at the first young one
+                    if now - since < interval:
+                        break
+                    due.append(key)
+            if full or due:
+                ready, full = full, []
+                ready.extend(buffers.pop(key) for key in due)
+                for key in due:
+                    del born[key]
+                for batch in ready:
+                    self._send(batch)
+                continue
+            if not buffers:
                 with self._idle:
                     self._idle.notify_all()
-                self._wake.wait(self.flush_interval)
+                wait = interval
+            else:
+                wait = max(0.0, next(iter(born.values())) + interval - now)
+            if self._wake.wait(wait):
                 self._wake.clear()
-                continue
-            if len(queue) < self.batch_size and self._wake.wait(self.flush_interval):
-                # a partial batch waits one interval to fill, unless flushed
-                self._wake.clear()
-            self._send(self._take())
+        leftovers = [envelope for batch in [*full, *buffers.values()] for envelope in batch]
+        if leftovers:
+            self._give_up(leftovers)
+            with self._lock:
+                self._held -= len(leftovers)
         with self._idle:
             self._idle.notify_all()
 
-    def _take(self) -> list[Envelope]:
-        """Move up to one batch from the queue to in-flight."""
+    def _drain(
+        self,
+        buffers: dict[tuple[int, str], list[Envelope]],
+        born: dict[tuple[int, str], float],
+        full: list[list[Envelope]],
+    ) -> None:
+        """Move what is queued into the buffers (counted as held before it is popped, so
+        :meth:`pending` never reads low)."""
         queue = self._queue
+        count = len(queue)
         with self._lock:
-            count = min(len(queue), self.batch_size)
-            self._in_flight = count  # counted before popped: pending() never reads low
-            batch = [queue.popleft() for _ in range(count)]
-        with self._room:
-            self._room.notify_all()
-        return batch
+            self._held += count
+        now = time.monotonic()
+        batch_size = self.batch_size
+        for _ in range(count):
+            envelope = queue.popleft()
+            key = envelope.batch_key()
+            buffer = buffers.get(key)
+            if buffer is None:
+                buffer = buffers[key] = []
+                born[key] = now
+            buffer.append(envelope)
+            if len(buffer) >= batch_size:  # ready: the key's next event starts a new buffer
+                full.append(buffers.pop(key))
+                del born[key]
 
     def _count_retry(self, error: BaseException) -> None:
         with self._lock:
@@ -357,9 +406,11 @@ class BackgroundEmitter:
                 self._callbacks.success(run, response)
             finally:
                 with self._lock:
-                    self._in_flight -= len(run)
+                    self._held -= len(run)
         with self._idle:
             self._idle.notify_all()
+        with self._room:
+            self._room.notify_all()
 
     def _fail(self, run: list[Envelope], error: DeliveryError) -> None:
         with self._lock:

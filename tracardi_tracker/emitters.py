@@ -63,6 +63,8 @@ class Envelope:
     visitor: Visitor = attrs.field(repr=False)
     tags: tuple[str, ...] = ()
     wire: JsonDict | None = attrs.field(default=None, repr=False)
+    spool_seq: int | None = attrs.field(default=None, repr=False)
+    """The event's row in the spool, when there is one."""
 
     @property
     def event(self) -> JsonDict:
@@ -202,7 +204,10 @@ class _Callbacks:
 
     def failure(self, envelopes: Sequence[Envelope], error: DeliveryError) -> None:
         logger.error(
-            "%d event(s) not delivered: %s: %s", len(envelopes), type(error).__name__, error.status
+            "%d event(s) not delivered: %s%s",
+            len(envelopes),
+            type(error).__name__,
+            "" if error.status is None else f" (HTTP {error.status})",
         )
         if self.on_failure is not None:
             try:

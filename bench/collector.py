@@ -1,0 +1,184 @@
+"""How many events per second the local collector takes, in batches, over keep-alive HTTP.
+
+Starts ``tracardi-tracker collector`` in its own process (SQLite file in a temporary
+directory, WAL), then posts pre-built ``/track`` payloads of ``--batch`` events each from this
+process over ``--connections`` keep-alive connections, and prints events/s and the command that
+produced it. Every batch must be answered 200 and every event must be stored, or the run fails.
+``--in-process`` runs the collector on a thread of this process instead (the client then
+shares its interpreter).
+
+    python bench/collector.py --events 200000 --batch 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tracardi_tracker.collector import Collector
+
+
+def _payload(batch: int, seed: int) -> bytes:
+    session = str(uuid.UUID(int=seed + 1))
+    events = [
+        {
+            "id": str(uuid.uuid4()),
+            "type": "page-view",
+            "time": {"create": "2024-06-24T10:00:00.123Z"},
+            "properties": {
+                "url": f"https://shop.example/products/{index}",
+                "title": f"Product {index}",
+                "referrer": "https://search.example/?q=shoes",
+                "position": index,
+            },
+            "context": {"page": {"url": f"https://shop.example/products/{index}"}},
+            "tags": ["bench"],
+            "options": {},
+        }
+        for index in range(batch)
+    ]
+    return json.dumps(
+        {
+            "source": {"id": "bench-source"},
+            "session": {"id": session},
+            "profile": {"id": str(uuid.UUID(int=seed + 1000))},
+            "context": {"app": {"name": "bench", "version": "1"}},
+            "options": {},
+            "events": events,
+        }
+    ).encode()
+
+
+def _client(url: str, batches: int, batch: int, connections: int) -> dict[str, Any]:
+    """Post ``batches`` payloads; return the elapsed seconds and failures."""
+    host, port = url.removeprefix("http://").split(":")
+    bodies = [_payload(batch, seed) for seed in range(8)]
+    headers = {"Content-Type": "application/json", "User-Agent": "tracardi-bench/1.0"}
+    per_connection = [batches // connections] * connections
+    per_connection[0] += batches - sum(per_connection)
+    failures: list[str] = []
+
+    def run(count: int, offset: int) -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        for index in range(count):
+            conn.request("POST", "/track", bodies[(offset + index) % len(bodies)], headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                failures.append(f"HTTP {response.status}")
+        conn.close()
+
+    # warm up one request per connection, outside the timing
+    warm = http.client.HTTPConnection(host, int(port), timeout=60)
+    warm.request("POST", "/track", bodies[0], headers)
+    warm.getresponse().read()
+    warm.close()
+    threads = [
+        threading.Thread(target=run, args=(count, offset))
+        for offset, count in enumerate(per_connection)
+    ]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    return {"elapsed": elapsed, "failures": failures[:5], "failed": len(failures)}
+
+
+def _start_collector(db: str, version: str) -> tuple[subprocess.Popen[str], str]:
+    """Run ``tracardi-tracker collector`` in its own process; return it and its URL."""
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [sys.executable, "-m", "tracardi_tracker", "collector", "--port", "0", "--db", db,
+               "--tracardi-version", version]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    banner = process.stdout.readline()
+    if " listening on " not in banner:
+        process.kill()
+        raise RuntimeError(f"collector did not start: {banner!r}")
+    return process, banner.split(" listening on ")[1].split()[0]
+
+
+def _stored(url: str) -> int:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("GET", "/micro/all")
+    count = int(json.loads(conn.getresponse().read())["good"])
+    conn.close()
+    return count
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000, help="events to send")
+    parser.add_argument("--batch", type=int, default=500, help="events per request")
+    parser.add_argument("--connections", type=int, default=1, help="keep-alive connections")
+    parser.add_argument("--tracardi-version", default="0.9")
+    parser.add_argument("--memory", action="store_true", help="SQLite in memory, not a file")
+    parser.add_argument(
+        "--in-process", action="store_true", help="run the collector in this process (a thread)"
+    )
+    args = parser.parse_args()
+    batches = max(args.events // args.batch, 1)
+    command = (
+        f"python bench/collector.py --events {args.events} --batch {args.batch} "
+        f"--connections {args.connections} --tracardi-version {args.tracardi_version}"
+        + (" --memory" if args.memory else "")
+        + (" --in-process" if args.in_process else "")
+    )
+    with tempfile.TemporaryDirectory(prefix="collector-bench-") as tmp:
+        db = ":memory:" if args.memory else os.path.join(tmp, "bench.db")
+        if args.in_process:
+            collector = Collector(
+                db=None if args.memory else db, tracardi_version=args.tracardi_version
+            ).start()
+            url, stop = collector.url, collector.stop
+        else:
+            process, url = _start_collector(db, args.tracardi_version)
+
+            def stop() -> None:
+                process.send_signal(signal.SIGINT)
+                process.communicate(timeout=30)
+
+        try:
+            result = _client(url, batches, args.batch, args.connections)
+            stored = _stored(url)
+        finally:
+            stop()
+    sent = batches * args.batch
+    expected = sent + args.batch  # plus the warm-up request
+    if result["failed"] or stored != expected:
+        print(f"FAILED: {result['failed']} failed requests {result['failures']}; "
+              f"stored {stored} of {expected} events", file=sys.stderr)  # fmt: skip
+        return 1
+    rate = sent / result["elapsed"]
+    where = "in this process" if args.in_process else "in its own process"
+    print(
+        f"collector: {rate:,.0f} events/s ({sent:,} events in {batches} batches of "
+        f"{args.batch} over {args.connections} keep-alive connection(s), collector {where}, "
+        f"{'in-memory' if args.memory else 'WAL file'} SQLite, {result['elapsed']:.2f} s)"
+    )
+    print(f"command: {command}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,483 @@
+"""SQLite storage: one row per accepted event, one per rejected request, plus profiles/sessions.
+
+The database runs in WAL mode with ``synchronous=NORMAL`` and every ``/track`` request is one
+transaction, committed before the collector answers 200: what a client saw accepted survives
+the collector being stopped (or killed). ``:memory:`` (the default in-process) keeps nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._state import ProfileRecord, SessionRecord
+
+__all__ = ["BadRequest", "EventRow", "Store", "StoredEvent"]
+
+EventRow = tuple[str, str, str | None, str | None, str, str, str, str]
+"""``(event id, type, profile id, session id, source id, task, received at, payload JSON)``."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    profile_id TEXT,
+    session_id TEXT,
+    source_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_type ON events (type);
+CREATE INDEX IF NOT EXISTS events_by_profile ON events (profile_id);
+CREATE TABLE IF NOT EXISTS bad (
+    seq INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    body TEXT NOT NULL,
+    user_agent TEXT
+);
+CREATE TABLE IF NOT EXISTS profiles (
+    id TEXT PRIMARY KEY,
+    ids TEXT NOT NULL,
+    metadata TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    profile_id TEXT,
+    metadata TEXT,
+    created_at TEXT NOT NULL
+);
+"""
+
+logger = logging.getLogger("tracardi_tracker.collector")
+
+_EVENT_COLUMNS = (
+    "seq, event_id, type, profile_id, session_id, source_id, task, received_at, payload"
+)
+_BAD_COLUMNS = "seq, received_at, method, path, status, reason, detail, body, user_agent"
+
+
+@attrs.frozen(kw_only=True)
+class StoredEvent:
+    """One event the collector accepted and stored."""
+
+    seq: int
+    """Arrival order (1, 2, ...), across requests."""
+    id: str
+    """The event id: the client's ``id``, or a uuid4 the server made."""
+    type: str
+    """The stored type: stripped, lower-case, spaces turned into ``-``."""
+    profile_id: str | None
+    """The profile the event was attached to (``None`` when profile-less)."""
+    session_id: str | None
+    """The session the event was attached to (``None`` with ``saveSession: false``)."""
+    source_id: str
+    task: str
+    """The ``task`` id of the answer that accepted it (one per request)."""
+    received_at: str
+    """When the collector stored it (ISO 8601, UTC)."""
+    payload: dict[str, Any] = attrs.field(hash=False)
+    """The event as stored: ``id``, ``type``, ``time``, ``properties``, ``context``, ``tags``,
+    ``options``."""
+
+    @property
+    def properties(self) -> Any:
+        """The event's ``properties``."""
+        return self.payload.get("properties")
+
+    @property
+    def context(self) -> Any:
+        """The event's ``context``."""
+        return self.payload.get("context")
+
+    @property
+    def tags(self) -> Any:
+        """The event's ``tags``."""
+        return self.payload.get("tags")
+
+    @property
+    def options(self) -> Any:
+        """The event's ``options`` (Tracardi's ``event.config``)."""
+        return self.payload.get("options")
+
+    @property
+    def time(self) -> dict[str, str | None]:
+        """``{"insert": ..., "create": ...}`` as ISO 8601 strings."""
+        value = self.payload.get("time")
+        return dict(value) if isinstance(value, dict) else {"insert": None, "create": None}
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object ``/micro/good`` lists."""
+        return {
+            "seq": self.seq,
+            "id": self.id,
+            "type": self.type,
+            "profile_id": self.profile_id,
+            "session_id": self.session_id,
+            "source_id": self.source_id,
+            "task": self.task,
+            "received_at": self.received_at,
+            "event": self.payload,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StoredEvent:
+        """Read back one object of ``/micro/good``."""
+        return cls(
+            seq=int(data["seq"]),
+            id=str(data["id"]),
+            type=str(data["type"]),
+            profile_id=data.get("profile_id"),
+            session_id=data.get("session_id"),
+            source_id=str(data.get("source_id", "")),
+            task=str(data.get("task", "")),
+            received_at=str(data.get("received_at", "")),
+            payload=dict(data.get("event") or {}),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class BadRequest:
+    """A request to ``/track`` the collector answered with an error (not a fault it made)."""
+
+    seq: int
+    received_at: str
+    method: str
+    path: str
+    status: int
+    reason: str
+    """A one-line summary: the detail message, or the first validation error."""
+    detail: Any = attrs.field(hash=False)
+    """What the answer carried under ``"detail"``."""
+    body: str
+    """The request body as text (cut at 64 KiB)."""
+    user_agent: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object ``/micro/bad`` lists."""
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BadRequest:
+        """Read back one object of ``/micro/bad``."""
+        return cls(
+            seq=int(data["seq"]),
+            received_at=str(data["received_at"]),
+            method=str(data["method"]),
+            path=str(data["path"]),
+            status=int(data["status"]),
+            reason=str(data["reason"]),
+            detail=data.get("detail"),
+            body=str(data.get("body", "")),
+            user_agent=data.get("user_agent"),
+        )
+
+
+def _event_from_row(row: Sequence[Any]) -> StoredEvent:
+    seq, event_id, type_, profile_id, session_id, source_id, task, received_at, payload = row
+    return StoredEvent(
+        seq=seq,
+        id=event_id,
+        type=type_,
+        profile_id=profile_id,
+        session_id=session_id,
+        source_id=source_id,
+        task=task,
+        received_at=received_at,
+        payload=json.loads(payload),
+    )
+
+
+def _bad_from_row(row: Sequence[Any]) -> BadRequest:
+    seq, received_at, method, path, status, reason, detail, body, user_agent = row
+    return BadRequest(
+        seq=seq,
+        received_at=received_at,
+        method=method,
+        path=path,
+        status=status,
+        reason=reason,
+        detail=json.loads(detail),
+        body=body,
+        user_agent=user_agent,
+    )
+
+
+def _json_or_none(value: object) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+class _Checkpointer:
+    """A daemon thread that checkpoints the WAL with its own connection.
+
+    SQLite's automatic checkpoint runs inside a writer's commit, adding its copying (and an
+    fsync) to that request. Here it happens on another thread, which sqlite lets run without
+    the GIL, every quarter second or after about 5,000 stored events.
+    """
+
+    _EVENTS_PER_CHECKPOINT = 5_000
+    _INTERVAL = 0.25
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._wake = threading.Event()
+        self._stopping = False
+        self._pending = 0
+        self._thread = threading.Thread(
+            target=self._run, name="tracardi-collector-checkpoint", daemon=True
+        )
+        self._thread.start()
+
+    def wrote(self, events: int) -> None:
+        """Count events just committed; wake the thread when enough piled up."""
+        self._pending += events
+        if self._pending >= self._EVENTS_PER_CHECKPOINT:
+            self._pending = 0
+            self._wake.set()
+
+    def stop(self) -> None:
+        """Stop the thread (the caller's close then checkpoints what is left)."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self._path)
+        try:
+            db.execute("PRAGMA busy_timeout = 5000")
+            while not self._stopping:
+                self._wake.wait(self._INTERVAL)
+                self._wake.clear()
+                if not self._stopping:
+                    try:
+                        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    except sqlite3.Error:
+                        logger.debug("WAL checkpoint skipped", exc_info=True)
+        finally:
+            db.close()
+
+
+class Store:
+    """The collector's SQLite database; every method is safe to call from any thread."""
+
+    def __init__(self, path: str | Path | None = None, *, readonly: bool = False) -> None:
+        self.path = ":memory:" if path is None else str(path)
+        in_memory = self.path == ":memory:"
+        if readonly and not in_memory:
+            uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        else:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        self._closed = False
+        self._checkpointer: _Checkpointer | None = None
+        if readonly:
+            return
+        self._db.execute("PRAGMA busy_timeout = 5000")
+        if not in_memory:
+            self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._db.executescript(_SCHEMA)
+        if not in_memory:
+            # Copy the WAL into the database from another thread, off the request path.
+            self._db.execute("PRAGMA wal_autocheckpoint = 0")
+            self._checkpointer = _Checkpointer(os.path.abspath(self.path))
+
+    def close(self) -> None:
+        """Close the database (checkpointing the WAL); safe to call twice."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                if self._checkpointer is not None:
+                    self._checkpointer.stop()
+                self._db.close()
+
+    # -- writing --------------------------------------------------------------------------
+
+    def write_track(
+        self,
+        rows: Sequence[EventRow],
+        profiles: Iterable[ProfileRecord] = (),
+        sessions: Iterable[SessionRecord] = (),
+    ) -> None:
+        """Store one request's events and records in one committed transaction."""
+        profile_rows = [
+            (p.id, json.dumps(list(p.ids)), _json_or_none(p.metadata), p.created_at)
+            for p in profiles
+        ]
+        session_rows = [
+            (s.id, s.profile_id, _json_or_none(s.metadata), s.created_at) for s in sessions
+        ]
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN")
+            try:
+                if rows:
+                    db.executemany(
+                        "INSERT INTO events (event_id, type, profile_id, session_id, source_id,"
+                        " task, received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        rows,
+                    )
+                if profile_rows:
+                    db.executemany(
+                        "INSERT INTO profiles VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
+                        " SET ids = excluded.ids, metadata = excluded.metadata",
+                        profile_rows,
+                    )
+                if session_rows:
+                    db.executemany(
+                        "INSERT INTO sessions VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
+                        " SET profile_id = excluded.profile_id, metadata = excluded.metadata",
+                        session_rows,
+                    )
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        if self._checkpointer is not None:
+            self._checkpointer.wrote(len(rows))
+
+    def add_bad(
+        self,
+        *,
+        received_at: str,
+        method: str,
+        path: str,
+        status: int,
+        reason: str,
+        detail_json: str,
+        body: str,
+        user_agent: str | None,
+    ) -> None:
+        """Record a rejected request (``detail_json``: the answer's ``detail``, as JSON)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO bad (received_at, method, path, status, reason, detail, body,"
+                " user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    received_at,
+                    method,
+                    path,
+                    status,
+                    reason,
+                    detail_json,
+                    body,
+                    user_agent,
+                ),
+            )
+
+    def reset(self) -> None:
+        """Delete every event, rejected request, profile and session."""
+        with self._lock:
+            self._db.executescript(
+                "BEGIN; DELETE FROM events; DELETE FROM bad; DELETE FROM profiles;"
+                " DELETE FROM sessions; COMMIT;"
+            )
+
+    # -- reading --------------------------------------------------------------------------
+
+    def events(
+        self,
+        *,
+        type: str | None = None,
+        profile: str | None = None,
+        session: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[StoredEvent]:
+        """Stored events, in arrival order unless ``newest_first``, optionally filtered."""
+        where, args = self._filters(type=type, profile=profile, session=session)
+        order = "DESC" if newest_first else "ASC"
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events{where} ORDER BY seq {order}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [_event_from_row(row) for row in rows]
+
+    def count_events(
+        self, *, type: str | None = None, profile: str | None = None, session: str | None = None
+    ) -> int:
+        """How many stored events match the filters."""
+        where, args = self._filters(type=type, profile=profile, session=session)
+        with self._lock:
+            (count,) = self._db.execute(f"SELECT COUNT(*) FROM events{where}", args).fetchone()
+        return int(count)
+
+    def bad(self, *, limit: int | None = None, newest_first: bool = False) -> list[BadRequest]:
+        """Rejected requests, in arrival order unless ``newest_first``."""
+        order = "DESC" if newest_first else "ASC"
+        sql = f"SELECT {_BAD_COLUMNS} FROM bad ORDER BY seq {order}"
+        args: list[object] = []
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [_bad_from_row(row) for row in rows]
+
+    def count_bad(self) -> int:
+        """How many requests were rejected."""
+        with self._lock:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM bad").fetchone()
+        return int(count)
+
+    def load_profiles(self) -> list[ProfileRecord]:
+        """Every stored profile, in creation order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, ids, metadata, created_at FROM profiles ORDER BY rowid"
+            ).fetchall()
+        return [
+            ProfileRecord(
+                id=row[0],
+                ids=tuple(json.loads(row[1])),
+                metadata=json.loads(row[2]) if row[2] else None,
+                created_at=row[3],
+            )
+            for row in rows
+        ]
+
+    def load_sessions(self) -> list[SessionRecord]:
+        """Every stored session, in creation order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, profile_id, metadata, created_at FROM sessions ORDER BY rowid"
+            ).fetchall()
+        return [
+            SessionRecord(
+                id=row[0],
+                profile_id=row[1],
+                metadata=json.loads(row[2]) if row[2] else None,
+                created_at=row[3],
+            )
+            for row in rows
+        ]
+
+    @staticmethod
+    def _filters(
+        *, type: str | None, profile: str | None, session: str | None
+    ) -> tuple[str, list[object]]:
+        clauses: list[str] = []
+        args: list[object] = []
+        for column, value in (("type", type), ("profile_id", profile), ("session_id", session)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), args

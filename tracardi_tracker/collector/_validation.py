@@ -1,0 +1,786 @@
+"""Tracardi's request models, checked the way FastAPI and pydantic check them.
+
+There is no pydantic here: the checks are written out by hand so they stay fast (the collector
+must take tens of thousands of events a second) and so the *error bodies* can imitate the two
+pydantic styles Tracardi servers produce:
+
+``"2.3"`` (Tracardi 0.8.2 and 0.9.0 pin pydantic 2.3.0)
+    Tracardi's ``TrackerPayload``, ``EventPayload`` and ``Time`` override ``__init__``. Under
+    pydantic 2.3 a ``ValidationError`` raised inside a nested overridden ``__init__`` escapes
+    validation as it is, so the answer lists only the errors of the *first* nested model that
+    failed, with ``loc`` relative to that model (``["body", "type"]`` for a missing event type,
+    ``["body", "create"]`` for a bad event time). Errors of fields that are not such models
+    (``source``, ``session``, ``profile``, lists, dicts) keep their path from the body. Every
+    item carries a ``url``.
+``"2.7"`` (Tracardi 1.0 with pydantic >= 2.7 and FastAPI >= 0.111)
+    Every error of every event, with its full ``loc`` (``["body", "events", 0, "type"]``), and
+    no ``url``.
+
+``input`` shows the payload after the server's own additions, as Tracardi's error bodies do:
+an event without ``id``/``time`` gets a fresh ``id`` and ``time.insert``; the payload gets
+``context: {}`` and ``metadata``.
+
+Values that pass validation but make Tracardi fail later (``"time": null``, ``"tags": null``,
+non-string tags, ``"options": null``, ``"request": null``, scheduler options) are reported to
+the caller so it can answer ``500`` as Tracardi does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from email.message import Message
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import parse_qsl
+
+import attrs
+
+from ._datetimes import DateTimeInvalid, format_datetime, parse_datetime
+from ._versions import TracardiVersion
+from ._wire import InjectedMetadata, InjectedTime, Rejection
+
+__all__ = [
+    "LineError",
+    "ParsedEvent",
+    "TrackPayload",
+    "parse_profile_less",
+    "read_track_payload",
+]
+
+Loc = tuple[str | int, ...]
+_T = TypeVar("_T")
+_MISSING: Any = object()
+_URL = "https://errors.pydantic.dev/2.3/v/"
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+_STATUS_SLOTS = ("validation", "reshaping", "merging", "error")
+
+
+@attrs.frozen
+class LineError:
+    """One item of a 422 ``detail`` list."""
+
+    type: str
+    loc: Loc
+    msg: str
+    input: object
+    ctx: dict[str, object] | None = None
+    pydantic: bool = True
+    """Made by pydantic (gets a ``url`` in the 2.3 style); ``False`` for FastAPI's own."""
+
+    def to_json(self, style: str) -> dict[str, object]:
+        """The item as the server writes it, in pydantic ``style`` ``"2.3"`` or ``"2.7"``."""
+        item: dict[str, object] = {
+            "type": self.type,
+            "loc": list(self.loc),
+            "msg": self.msg,
+            "input": self.input,
+        }
+        if self.ctx is not None:
+            item["ctx"] = self.ctx
+        if style == "2.3" and self.pydantic:
+            item["url"] = _URL + self.type
+        return item
+
+
+class ParsedEvent(NamedTuple):
+    """One valid event, ready to store."""
+
+    id: str
+    type: str
+    payload: dict[str, Any]
+    """The event as stored: id, type, time, properties, context, tags, options."""
+    failure: str | None
+    """Why Tracardi would fail on this event after validation (answers 500), if it would."""
+
+
+@attrs.frozen(kw_only=True)
+class TrackPayload:
+    """A ``/track`` body that passed validation (ids not yet trimmed)."""
+
+    source_id: str
+    session_id: str | None
+    session_metadata: dict[str, str | None] | None
+    profile_id: str | None
+    profile_metadata: dict[str, str | None] | None
+    profile_ids: tuple[str, ...]
+    context: dict[str, Any]
+    properties: dict[str, Any] | None
+    options: dict[str, Any]
+    request_is_null: bool
+    events: list[ParsedEvent]
+    body: dict[str, Any]
+
+
+class _Abort(Exception):
+    """A nested model with its own ``__init__`` failed (pydantic 2.3: escapes validation)."""
+
+    def __init__(self, errors: list[LineError]) -> None:
+        super().__init__(f"{len(errors)} validation errors")
+        self.errors = errors
+
+
+class _Crash(Exception):
+    """Tracardi raises something that is not a validation error: the answer is 500."""
+
+
+def _bool(value: object) -> tuple[bool | None, str | None]:
+    """pydantic's lax ``bool``: the value, or the error type."""
+    if value is True or value is False:
+        return value, None
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True, None
+        if lowered in _FALSE:
+            return False, None
+        return None, "bool_parsing"
+    if isinstance(value, (int, float)):
+        if value == 1:
+            return True, None
+        if value == 0:
+            return False, None
+        return None, "bool_parsing"
+    return None, "bool_type"
+
+
+_BOOL_MSG = {
+    "bool_parsing": "Input should be a valid boolean, unable to interpret input",
+    "bool_type": "Input should be a valid boolean",
+}
+
+
+def parse_profile_less(query: str, style: str) -> tuple[bool, list[LineError]]:
+    """Read the ``?profile_less=`` query parameter (FastAPI ``bool``, default false)."""
+    value: str | None = None
+    for key, item in parse_qsl(query, keep_blank_values=True):
+        if key == "profile_less":
+            value = item
+    if value is None:
+        return False, []
+    parsed, error = _bool(value)
+    if error is not None:
+        return False, [LineError(error, ("query", "profile_less"), _BOOL_MSG[error], value)]
+    return bool(parsed), []
+
+
+class _Checker:
+    """Walks one payload, collecting :class:`LineError` items in the chosen style."""
+
+    def __init__(self, version: TracardiVersion, now: datetime) -> None:
+        self.version = version
+        self.legacy = version.pydantic == "2.3"
+        self.now = now
+        self.now_text = format_datetime(now)
+        self.errors: list[LineError] = []
+
+    # -- error helpers -------------------------------------------------------------------
+
+    def err(
+        self,
+        loc: Loc,
+        kind: str,
+        msg: str,
+        value: object,
+        ctx: dict[str, object] | None = None,
+    ) -> None:
+        self.errors.append(LineError(kind, loc, msg, value, ctx))
+
+    def missing(self, loc: Loc, model_input: object) -> None:
+        self.err(loc, "missing", "Field required", model_input)
+
+    def not_model(self, loc: Loc, value: object, name: str) -> None:
+        self.err(
+            loc,
+            "model_type",
+            f"Input should be a valid dictionary or instance of {name}",
+            value,
+            {"class_name": name},
+        )
+
+    def optional_str(self, loc: Loc, value: object) -> None:
+        if value is not None and type(value) is not str:
+            self.err(loc, "string_type", "Input should be a valid string", value)
+
+    def optional_dict(self, loc: Loc, value: object) -> None:
+        if value is not None and type(value) is not dict:
+            self.err(loc, "dict_type", "Input should be a valid dictionary", value)
+
+    def optional_list(self, loc: Loc, value: object) -> None:
+        if value is not None and type(value) is not list:
+            self.err(loc, "list_type", "Input should be a valid list", value)
+
+    def optional_bool(self, loc: Loc, value: object) -> None:
+        if value is None:
+            return
+        self.required_bool(loc, value)
+
+    def required_bool(self, loc: Loc, value: object) -> None:
+        _, error = _bool(value)
+        if error is not None:
+            self.err(loc, error, _BOOL_MSG[error], value)
+
+    def datetime_field(self, loc: Loc, value: object) -> datetime | None:
+        if value is None:
+            return None
+        if type(value) is datetime:
+            return value
+        try:
+            return parse_datetime(value, date_only=self.version.accepts_date_only)
+        except DateTimeInvalid as invalid:
+            if invalid.reason is None:
+                self.err(loc, invalid.kind, "Input should be a valid datetime", value)
+            else:
+                self.err(
+                    loc,
+                    invalid.kind,
+                    f"Input should be a valid datetime, {invalid.reason}",
+                    value,
+                    {"error": invalid.reason},
+                )
+            return None
+
+    # -- models with an overridden __init__ ----------------------------------------------
+
+    def custom_init(
+        self, loc: Loc, check: Callable[[Loc, dict[str, Any]], _T], data: dict[str, Any]
+    ) -> _T | None:
+        """Check a model whose ``__init__`` Tracardi overrides (see the module docstring)."""
+        if self.legacy:
+            outer = self.errors
+            self.errors = []
+            try:
+                result = check((), data)
+            finally:
+                own, self.errors = self.errors, outer
+            if own:
+                raise _Abort(own)
+            return result
+        before = len(self.errors)
+        result = check(loc, data)
+        return result if len(self.errors) == before else None
+
+    def time(self, loc: Loc, data: dict[str, Any]) -> tuple[datetime | None, ...]:
+        """``Time``: ``insert``, ``create``, ``update``; ``insert`` defaults to now."""
+        if "insert" not in data:
+            data = {**data, "insert": self.now}
+        return (
+            self.datetime_field((*loc, "insert"), data.get("insert")),
+            self.datetime_field((*loc, "create"), data.get("create")),
+            self.datetime_field((*loc, "update"), data.get("update")),
+        )
+
+    def time_field(self, loc: Loc, value: object) -> dict[str, str | None] | None:
+        """An optional ``Time`` sub-model, returned as ISO strings."""
+        if value is None:
+            return None
+        if type(value) is not dict:
+            self.not_model(loc, value, "Time")
+            return None
+        times = self.custom_init(loc, self.time, value)
+        if times is None:
+            return None
+        insert, create, update = times
+        return {
+            "insert": format_datetime(insert) if insert else None,
+            "create": format_datetime(create) if create else None,
+            "update": format_datetime(update) if update else None,
+        }
+
+    # -- entities ---------------------------------------------------------------------------
+
+    def entity(
+        self, loc: Loc, data: dict[str, Any], *, metadata: bool = False, primary: bool = False
+    ) -> tuple[str, dict[str, str | None] | None, tuple[str, ...]]:
+        """``Entity`` / ``DefaultEntity`` / ``PrimaryEntity`` fields."""
+        entity_id = data.get("id", _MISSING)
+        if entity_id is _MISSING:
+            self.missing((*loc, "id"), data)
+        elif type(entity_id) is not str:
+            self.err((*loc, "id"), "string_type", "Input should be a valid string", entity_id)
+        if primary:
+            self.optional_str((*loc, "primary_id"), data.get("primary_id"))
+        meta = self.time_field((*loc, "metadata"), data.get("metadata")) if metadata else None
+        ids: tuple[str, ...] = ()
+        if primary:
+            raw_ids = data.get("ids")
+            if raw_ids is not None:
+                if type(raw_ids) is not list:
+                    self.optional_list((*loc, "ids"), raw_ids)
+                else:
+                    for index, item in enumerate(raw_ids):
+                        if type(item) is not str:
+                            self.err(
+                                (*loc, "ids", index),
+                                "string_type",
+                                "Input should be a valid string",
+                                item,
+                            )
+                    ids = tuple(item for item in raw_ids if type(item) is str)
+        return (entity_id if type(entity_id) is str else ""), meta, ids
+
+    def union(
+        self,
+        loc: Loc,
+        value: object,
+        members: tuple[tuple[str, Callable[[Loc, dict[str, Any]], _T]], ...],
+    ) -> _T | None:
+        """A smart-mode union of models: the first member that validates wins."""
+        if type(value) is not dict:
+            for name, _ in members:
+                self.not_model((*loc, name), value, name)
+            return None
+        collected: list[LineError] = []
+        for name, check in members:
+            outer = self.errors
+            self.errors = []
+            try:
+                result = check((*loc, name), value)
+            finally:
+                own, self.errors = self.errors, outer
+            if not own:
+                return result
+            collected.extend(own)
+        self.errors.extend(collected)
+        return None
+
+    # -- events -----------------------------------------------------------------------------
+
+    def event(self, loc: Loc, data: dict[str, Any]) -> ParsedEvent | None:
+        """``EventPayload`` (its ``__init__`` adds ``id`` and ``time.insert`` first)."""
+        time_value = data.get("time", _MISSING)
+        if "id" not in data or time_value is _MISSING:
+            data = dict(data)
+            if "id" not in data:
+                data["id"] = str(uuid.uuid4())
+            if time_value is _MISSING:
+                data["time"] = time_value = InjectedTime(self.now)
+        if type(time_value) is dict and "insert" not in time_value:
+            time_value["insert"] = self.now
+        before = len(self.errors)
+
+        event_id = data["id"]
+        if event_id is not None and type(event_id) is not str:
+            self.err((*loc, "id"), "string_type", "Input should be a valid string", event_id)
+
+        failure: str | None = None
+        insert: datetime | None = None
+        create: datetime | None = None
+        if type(time_value) is InjectedTime:
+            insert = self.now
+        elif time_value is None:
+            failure = "'NoneType' object has no attribute 'insert'"
+        elif type(time_value) is dict:
+            times = self.custom_init((*loc, "time"), self.time, time_value)
+            if times is not None:
+                insert, create, _ = times
+        else:
+            self.not_model((*loc, "time"), time_value, "Time")
+
+        event_type = data.get("type", _MISSING)
+        stored_type = ""
+        if event_type is _MISSING:
+            self.missing((*loc, "type"), data)
+        elif type(event_type) is not str:
+            self.err((*loc, "type"), "string_type", "Input should be a valid string", event_type)
+        else:
+            stripped = event_type.strip()
+            if not stripped:
+                self.err(
+                    (*loc, "type"),
+                    "value_error",
+                    "Value error, Event type can not be empty",
+                    event_type,
+                    {"error": {}},
+                )
+            stored_type = stripped.lower().replace(" ", "-")
+
+        properties = data.get("properties", {})
+        options = data.get("options", {})
+        context = data.get("context", {})
+        tags = data.get("tags", [])
+        self.optional_dict((*loc, "properties"), properties)
+        self.optional_dict((*loc, "options"), options)
+        self.optional_dict((*loc, "context"), context)
+        self.optional_list((*loc, "tags"), tags)
+        for slot in _STATUS_SLOTS:
+            status = data.get(slot)
+            if status is not None:
+                self.process_status((*loc, slot), status)
+
+        if len(self.errors) != before:
+            return None
+        if options is None:
+            raise _Crash("argument of type 'NoneType' is not iterable")
+        if "source_id" in options:
+            options = {key: value for key, value in options.items() if key != "source_id"}
+        if failure is None:
+            failure = _tags_failure(tags)
+        if not event_id:
+            event_id = str(uuid.uuid4())
+        payload = {
+            "id": event_id,
+            "type": stored_type,
+            "time": {
+                "insert": format_datetime(insert) if insert else self.now_text,
+                "create": format_datetime(create) if create else None,
+            },
+            "properties": properties,
+            "context": context,
+            "tags": tags,
+            "options": options,
+        }
+        return ParsedEvent(event_id, stored_type, payload, failure)
+
+    def process_status(self, loc: Loc, value: object) -> None:
+        """``ProcessStatus``: ``{error: bool, message: str?, trace: list?}``."""
+        if type(value) is not dict:
+            self.not_model(loc, value, "ProcessStatus")
+            return
+        if "error" not in value:
+            self.missing((*loc, "error"), value)
+        else:
+            self.required_bool((*loc, "error"), value["error"])
+        self.optional_str((*loc, "message"), value.get("message"))
+        self.optional_list((*loc, "trace"), value.get("trace"))
+
+    # -- the payload ------------------------------------------------------------------------
+
+    def tracker_payload(self, loc: Loc, data: dict[str, Any]) -> TrackPayload | None:
+        """``TrackerPayload`` (its ``__init__`` sets ``context`` and ``metadata`` first)."""
+        body = data
+        data = dict(data)
+        if data.get("context") is None:
+            data["context"] = {}
+        data["metadata"] = InjectedMetadata(self.now)
+        before = len(self.errors)
+        version = self.version
+
+        source_id = ""
+        if "source" not in data:
+            self.missing((*loc, "source"), data)
+        else:
+            source = self.union(
+                (*loc, "source"),
+                data["source"],
+                (("EventSource", self.entity), ("Entity", self.entity)),
+            )
+            if source is not None:
+                source_id = source[0]
+
+        session: tuple[str, dict[str, str | None] | None, tuple[str, ...]] | None = None
+        raw_session = data.get("session")
+        if raw_session is not None:
+            if version.session_is_union:
+                session = self.union(
+                    (*loc, "session"),
+                    raw_session,
+                    (("DefaultEntity", self.default_entity), ("Entity", self.entity)),
+                )
+            elif type(raw_session) is dict:
+                session = self.entity((*loc, "session"), raw_session)
+            else:
+                self.not_model((*loc, "session"), raw_session, "Entity")
+
+        profile: tuple[str, dict[str, str | None] | None, tuple[str, ...]] | None = None
+        raw_profile = data.get("profile")
+        if raw_profile is not None:
+            if type(raw_profile) is not dict:
+                self.not_model((*loc, "profile"), raw_profile, version.profile_model)
+            else:
+                extras = version.reads_entity_extras
+                profile = self.entity(
+                    (*loc, "profile"), raw_profile, metadata=extras, primary=extras
+                )
+
+        context = data["context"]
+        properties = data.get("properties", {})
+        request = data.get("request", {})
+        self.optional_dict((*loc, "context"), context)
+        self.optional_dict((*loc, "properties"), properties)
+        self.optional_dict((*loc, "request"), request)
+
+        events: list[ParsedEvent] = []
+        raw_events = data.get("events", [])
+        if type(raw_events) is not list:
+            self.err((*loc, "events"), "list_type", "Input should be a valid list", raw_events)
+        else:
+            check_event = self.event
+            custom_init = self.custom_init
+            fast = _fast_event
+            now_text = self.now_text
+            for index, item in enumerate(raw_events):
+                if type(item) is not dict:
+                    self.not_model((*loc, "events", index), item, "EventPayload")
+                    continue
+                parsed = fast(item, now_text)
+                if parsed is None:
+                    parsed = custom_init((*loc, "events", index), check_event, item)
+                if parsed is not None:
+                    events.append(parsed)
+
+        options = data.get("options", {})
+        self.optional_dict((*loc, "options"), options)
+        if "profile_less" in data:
+            self.required_bool((*loc, "profile_less"), data["profile_less"])
+        self.optional_bool((*loc, "debug"), data.get("debug"))
+
+        if len(self.errors) != before:
+            return None
+        if options is None:
+            raise _Crash("argument of type 'NoneType' is not iterable")
+        _check_scheduled(options, events, source_id)
+        return TrackPayload(
+            source_id=source_id,
+            session_id=session[0] if session else None,
+            session_metadata=session[1] if session else None,
+            profile_id=profile[0] if profile else None,
+            profile_metadata=profile[1] if profile else None,
+            profile_ids=profile[2] if profile else (),
+            context=context,
+            properties=properties,
+            options=options,
+            request_is_null=request is None,
+            events=events,
+            body=body,
+        )
+
+    def default_entity(
+        self, loc: Loc, data: dict[str, Any]
+    ) -> tuple[str, dict[str, str | None] | None, tuple[str, ...]]:
+        """``DefaultEntity``: an id and optional ``metadata`` (a ``Time``)."""
+        return self.entity(loc, data, metadata=self.version.reads_entity_extras)
+
+
+_FAST_KEYS = frozenset({"id", "type", "time", "properties", "context", "options", "tags"})
+_TIME_KEYS = frozenset({"insert", "create", "update"})
+
+
+def _fast_time(value: object) -> str | None:
+    """A well-formed ISO 8601 string, normalised as :func:`format_datetime` writes it.
+
+    ``None`` for anything else (the full check then decides). Dates seen before are not
+    checked again, so a stream of events costs a regex match and a few string operations.
+    """
+    if type(value) is not str:
+        return None
+    match = _ISO(value)
+    if match is None:
+        return None
+    date, hour, minute, second, fraction, sign, tz_hour, tz_minute = match.groups()
+    if date not in _GOOD_DATES:
+        try:
+            datetime(int(date[:4]), int(date[5:7]), int(date[8:]))
+        except ValueError:
+            return None
+        if len(_GOOD_DATES) > 4096:
+            _GOOD_DATES.clear()
+        _GOOD_DATES.add(date)
+    if hour > "23" or minute > "59" or (second is not None and second > "59"):
+        return None
+    text = f"{date}T{hour}:{minute}:{second or '00'}"
+    if fraction is not None:
+        micro = (fraction + "00000")[:6]
+        if micro != "000000":
+            text = f"{text}.{micro}"
+    tz_minute = tz_minute or "00"
+    if sign is None or (tz_hour == "00" and tz_minute == "00"):
+        return text + "Z"
+    if tz_hour > "23" or tz_minute > "59":
+        return None
+    return f"{text}{sign}{tz_hour}:{tz_minute}"
+
+
+_ISO = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt_ ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"
+    r"(?:[Zz]|([+-])(\d{2})(?::?(\d{2}))?)?"
+).fullmatch
+_GOOD_DATES: set[str] = set()
+
+
+def _fast_event(data: dict[str, Any], now_text: str) -> ParsedEvent | None:
+    """The common case, checked quickly: plain strings, dicts, lists and ISO times.
+
+    Returns ``None`` whenever anything is unusual; the caller then runs the full check, which
+    is the one that decides (and words the errors). Only accepts what the full check accepts.
+    """
+    if not _FAST_KEYS.issuperset(data):
+        return None
+    event_type = data.get("type")
+    if type(event_type) is not str:
+        return None
+    stored_type = event_type.strip()
+    if not stored_type:
+        return None
+    stored_type = stored_type.lower().replace(" ", "-")
+    if "id" in data:
+        event_id = data["id"]
+        if type(event_id) is not str or not event_id:
+            return None
+    else:
+        event_id = str(uuid.uuid4())
+    properties = data.get("properties", {})
+    context = data.get("context", {})
+    options = data.get("options", {})
+    tags = data.get("tags", [])
+    if (
+        type(properties) is not dict
+        or type(context) is not dict
+        or type(options) is not dict
+        or type(tags) is not list
+        or "source_id" in options
+    ):
+        return None
+    for tag in tags:
+        if type(tag) is not str:
+            return None
+    insert = now_text
+    create = None
+    if "time" in data:
+        time_value = data["time"]
+        if type(time_value) is not dict or not _TIME_KEYS.issuperset(time_value):
+            return None
+        raw = time_value.get("insert")
+        if raw is not None:
+            insert = _fast_time(raw)  # type: ignore[assignment]
+            if insert is None:
+                return None
+        raw = time_value.get("create")
+        if raw is not None:
+            create = _fast_time(raw)
+            if create is None:
+                return None
+        raw = time_value.get("update")
+        if raw is not None and _fast_time(raw) is None:
+            return None
+    payload = {
+        "id": event_id,
+        "type": stored_type,
+        "time": {"insert": insert, "create": create},
+        "properties": properties,
+        "context": context,
+        "tags": tags,
+        "options": options,
+    }
+    return ParsedEvent(event_id, stored_type, payload, None)
+
+
+def _tags_failure(tags: list[Any] | None) -> str | None:
+    """Tracardi builds ``Tags(values=tuple(tags))`` when it stores the event."""
+    if tags is None:
+        return "'NoneType' object is not iterable"
+    bad = [(index, tag) for index, tag in enumerate(tags) if type(tag) is not str]
+    if not bad:
+        return None
+    count = len(bad)
+    lines = [f"{count} validation error{'s' if count > 1 else ''} for Tags"]
+    for index, tag in bad:
+        lines.append(f"values.{index}")
+        lines.append(
+            f"  Input should be a valid string [type=string_type, input_value={tag!r}, "
+            f"input_type={type(tag).__name__}]"
+        )
+        lines.append(f"    For further information visit {_URL}string_type")
+    return "\n".join(lines)
+
+
+def _check_scheduled(options: dict[str, Any], events: list[ParsedEvent], source_id: str) -> None:
+    """``scheduledFlowId`` + ``scheduledNodeId`` are for Tracardi's own scheduler only."""
+    flow = options.get("scheduledFlowId")
+    node = options.get("scheduledNodeId")
+    if not (isinstance(flow, str) and isinstance(node, str)):
+        return
+    if len(events) > 1:
+        types = [event.payload["type"] for event in events]
+        raise _Crash(
+            "Scheduled events may have only one event per tracker payload. "
+            f"Expected one event got {types}"
+        )
+    if not source_id:
+        raise _Crash("string index out of range")
+    if source_id[0] != "@":
+        raise _Crash("Scheduled events must be send via internal scheduler event source.")
+
+
+def _decode_body(body: bytes, content_type: str | None) -> object:
+    """What FastAPI hands to validation: parsed JSON, raw bytes, or ``None`` for no body."""
+    if not body:
+        return None
+    is_json = not content_type
+    if content_type:
+        message = Message()
+        message["content-type"] = content_type
+        if message.get_content_maintype() == "application":
+            subtype = message.get_content_subtype()
+            is_json = subtype == "json" or subtype.endswith("+json")
+    if not is_json:
+        return body
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as error:
+        item = LineError(
+            "json_invalid",
+            ("body", error.pos),
+            "JSON decode error",
+            {},
+            {"error": error.msg},
+            pydantic=False,
+        )
+        raise Rejection(422, [item.to_json("2.7")], "JSON decode error") from error
+    except Exception as error:  # FastAPI: anything else while parsing is a 400
+        raise Rejection(400, "There was an error parsing the body") from error
+
+
+def read_track_payload(
+    *,
+    body: bytes,
+    content_type: str | None,
+    query: str,
+    version: TracardiVersion,
+    now: datetime,
+) -> tuple[TrackPayload, bool]:
+    """Validate a ``/track`` request as Tracardi's endpoint does.
+
+    :returns: the payload and the ``?profile_less`` flag.
+    :raises Rejection: with status 400, 422 or 500 and Tracardi's body.
+    """
+    style = version.pydantic
+    value = _decode_body(body, content_type)
+    profile_less, errors = parse_profile_less(query, style)
+    checker = _Checker(version, now)
+    payload: TrackPayload | None = None
+    if value is None:
+        errors.append(LineError("missing", ("body",), "Field required", None, pydantic=False))
+    elif type(value) is not dict:
+        if isinstance(value, bytes):
+            try:
+                value = value.decode()
+            except UnicodeDecodeError as error:
+                raise Rejection(500, str(error)) from error
+        errors.append(
+            LineError(
+                "model_attributes_type",
+                ("body",),
+                "Input should be a valid dictionary or object to extract fields from",
+                value,
+            )
+        )
+    else:
+        base: Loc = () if checker.legacy else ("body",)
+        try:
+            payload = checker.custom_init(base, checker.tracker_payload, value)
+            if not checker.legacy:
+                errors.extend(checker.errors)
+        except _Abort as abort:
+            errors.extend(attrs.evolve(item, loc=("body", *item.loc)) for item in abort.errors)
+        except _Crash as crash:
+            raise Rejection(500, str(crash)) from None
+    if errors or payload is None:
+        detail = [item.to_json(style) for item in errors]
+        first = errors[0] if errors else None
+        reason = f"{first.msg} at {'.'.join(map(str, first.loc))}" if first else "invalid"
+        raise Rejection(422, detail, reason)
+    return payload, profile_less
