@@ -43,3 +43,13 @@ def make_tracker(transport: CapturingTransport) -> Iterator[Callable[..., Tracke
 def tracker(make_tracker: Callable[..., Tracker]) -> Tracker:
     """A synchronous tracker over the capturing transport."""
     return make_tracker()
+
+
+# The collector fixtures come from the package's pytest plugin; importing them here makes
+# them work before the package is installed (and its pytest11 entry point registered).
+from tracardi_tracker.pytest_plugin import (  # noqa: E402, F401
+    pytest_configure,
+    tracardi_collector,
+    tracardi_collector_factory,
+    tracardi_collector_session,
+)

@@ -50,14 +50,15 @@ class RetryPolicy:
     """How hard an emitter tries before it reports a payload as failed.
 
     ``attempts`` counts the first try; ``max_elapsed`` bounds the whole effort in
-    seconds; waits start near ``initial_wait`` and are capped by ``max_wait``
-    (a ``Retry-After`` longer than ``max_wait`` is capped too).
+    seconds; waits start near ``initial_wait`` and are capped by ``max_wait``. A
+    server's ``Retry-After`` is waited out in full, up to ``max_retry_after``.
     """
 
     attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
     initial_wait: float = attrs.field(default=0.5, validator=_check_positive)
     max_wait: float = attrs.field(default=10.0, validator=_check_positive)
     max_elapsed: float = attrs.field(default=30.0, validator=_check_positive)
+    max_retry_after: float = attrs.field(default=300.0, validator=_check_positive)
 
     @classmethod
     def none(cls) -> RetryPolicy:
@@ -69,7 +70,7 @@ class RetryPolicy:
         retry_after = getattr(error, "retry_after", None)
         backoff = random.uniform(0, min(self.max_wait, self.initial_wait * 2 ** (attempt - 1)))
         if retry_after is not None:
-            return min(self.max_wait, max(float(retry_after), backoff))
+            return min(self.max_retry_after, max(float(retry_after), backoff))
         return backoff
 
     def call(
