@@ -95,18 +95,22 @@ def test_an_unknown_profile_id_replaced_by_tracardi_1_0_is_adopted(
 def test_an_unknown_source_raises_source_rejected_without_retry(
     tracardi_collector: Collector,
 ) -> None:
-    with sync_tracker(tracardi_collector, source="unknown-source") as tracker:
-        with pytest.raises(SourceRejectedError) as raised:
-            tracker.track(Event("a"))
+    with (
+        sync_tracker(tracardi_collector, source="unknown-source") as tracker,
+        pytest.raises(SourceRejectedError) as raised,
+    ):
+        tracker.track(Event("a"))
     assert raised.value.status == 406
     assert len(tracardi_collector.bad()) == 1
 
 
 @pytest.mark.tracardi_collector(tracardi_version="0.8", sources=["known-source"])
 def test_tracardi_0_8_rejects_an_unknown_source_with_401(tracardi_collector: Collector) -> None:
-    with sync_tracker(tracardi_collector, source="unknown-source") as tracker:
-        with pytest.raises(SourceRejectedError) as raised:
-            tracker.track(Event("a"))
+    with (
+        sync_tracker(tracardi_collector, source="unknown-source") as tracker,
+        pytest.raises(SourceRejectedError) as raised,
+    ):
+        tracker.track(Event("a"))
     assert raised.value.status == 401
 
 
