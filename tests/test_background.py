@@ -270,3 +270,34 @@ def test_envelopes_given_to_callbacks_name_their_events(make_background: Any) ->
     event_id = tracker.track(Event("x"))
     tracker.flush(5)
     assert [envelope.event_id for envelope in seen] == [event_id]
+
+
+def test_block_never_stalls_an_event_loop_it_drops_and_reports_instead(
+    make_background: Any,
+) -> None:
+    import asyncio
+
+    gate = Gate()
+    failures = Failures()
+    tracker, emitter = make_background(
+        CapturingTransport(gate),
+        batch_size=1,
+        max_queue=2,
+        on_full="block",
+        block_timeout=5.0,
+        on_failure=failures,
+    )
+
+    async def handler() -> float:
+        tracker.track(Event("x"))
+        await asyncio.to_thread(gate.waiting.wait, 5)
+        started = time.monotonic()
+        for _ in range(5):
+            tracker.track(Event("x"))
+        return time.monotonic() - started
+
+    took = asyncio.run(handler())
+    assert took < 1.0  # five 5-second blocks would have taken 25 s
+    assert emitter.stats().dropped == 4
+    assert len(failures.reports) == 4
+    gate.open.set()

@@ -10,6 +10,7 @@ Losses are counted and reported, never raised into the caller.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -67,6 +68,8 @@ class BackgroundEmitter:
     ``"block"`` (wait up to ``block_timeout`` seconds, then drop), ``"drop_newest"`` or
     ``"drop_oldest"``; every drop is counted in :meth:`stats` and reported to
     ``on_failure`` with a :class:`~tracardi_tracker.exceptions.QueueFullError`.
+    ``"block"`` never blocks a thread that runs an asyncio event loop: there it
+    drops the new event (reported) instead of stalling the loop.
 
     Retryable failures are retried (by default for up to an hour, waits capped at 30 s)
     and the waits end at once on :meth:`close`. :meth:`flush` and :meth:`close` return
@@ -177,7 +180,7 @@ class BackgroundEmitter:
                 return True
             self._drop(oldest)
             return True
-        if self.on_full == "block":
+        if self.on_full == "block" and not _on_event_loop():
             self._wake.set()
             deadline = time.monotonic() + self.block_timeout
             with self._room:
@@ -420,6 +423,15 @@ class BackgroundEmitter:
         if not error.event_ids:
             error.event_ids = tuple(envelope.event_id for envelope in run)
         self._callbacks.failure(run, error)
+
+
+def _on_event_loop() -> bool:
+    """True when called from a thread running an asyncio loop, which must never block."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 # -- process-wide hooks: fork and exit ----------------------------------------------

@@ -186,8 +186,14 @@ def _ids(value: Iterable[str] | None) -> tuple[str, ...]:
 _S = TypeVar("_S", bound="Subject")
 
 
-def _init_fields(attribute: attrs.Attribute[Any], value: Any) -> bool:
-    return attribute.init
+_IDENTITY_FIELDS = (
+    "user_id",
+    "profile_id",
+    "profile_ids",
+    "session_id",
+    "profile_metadata",
+    "session_metadata",
+)
 
 
 def _bump_version(instance: Subject, attribute: attrs.Attribute[Any], value: Any) -> Any:
@@ -291,9 +297,26 @@ class Subject:
 
     def merged(self, over: Subject | None) -> Subject:
         """Return a new subject: this one with ``over``'s set fields written on top."""
-        values = attrs.asdict(self, recurse=False, filter=_init_fields)
-        if over is not None:
-            for name, value in attrs.asdict(over, recurse=False, filter=_init_fields).items():
-                if value is not None and value != ():
-                    values[name] = value
-        return Subject(**values)
+        return self._copy(over, ())
+
+    def without_identity(self) -> Subject:
+        """A copy with the identity fields (ids, user id, metadata) cleared."""
+        return self._copy(None, _IDENTITY_FIELDS)
+
+    def _copy(self, over: Subject | None, cleared: tuple[str, ...]) -> Subject:
+        # Both sides were validated when set: copy the slots without running validators.
+        new = object.__new__(Subject)
+        for name in _SUBJECT_FIELDS:
+            value = getattr(self, name)
+            if over is not None:
+                given = getattr(over, name)
+                if given is not None and given != ():
+                    value = given
+            if name in cleared:
+                value = () if name == "profile_ids" else None
+            object.__setattr__(new, name, value)
+        object.__setattr__(new, "_version", 0)
+        return new
+
+
+_SUBJECT_FIELDS = tuple(field.name for field in attrs.fields(Subject) if field.init)

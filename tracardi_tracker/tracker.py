@@ -58,15 +58,7 @@ def _merge(base: Subject, over: Subject) -> Subject:
     stays out so one visitor's ids never reach another's payload."""
     if _visitor_key(over) is None:
         return base.merged(over)
-    anonymous = attrs.evolve(
-        base,
-        profile_id=None,
-        profile_ids=(),
-        session_id=None,
-        user_id=None,
-        profile_metadata=None,
-        session_metadata=None,
-    )
+    anonymous = base.without_identity()
     return anonymous.merged(over)
 
 
