@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from tracardi_tracker import BackgroundEmitter, Event, RetryPolicy, Tracker
@@ -79,6 +80,9 @@ def test_events_unsent_at_the_close_deadline_stay_in_the_spool(tmp_path: Path) -
     tracker = Tracker("http://t.example", "src", emitter=emitter)
     ids = [tracker.track(Event("x", {"n": n})) for n in range(20)]
     assert tracker.close(0.2) == 20
+    deadline = time.monotonic() + 5  # the payload in flight at the deadline settles after
+    while emitter.stats().spooled < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert failures == []  # kept, not lost: nothing to report
     assert emitter.stats().spooled == 20
 

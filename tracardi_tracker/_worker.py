@@ -157,9 +157,11 @@ class BackgroundEmitter:
     # -- the caller's side ---------------------------------------------------------
 
     def emit(self, envelope: Envelope) -> None:
-        """Queue ``envelope``; never blocks on the network."""
-        if self._pid != os.getpid():
-            self._after_fork()
+        """Queue ``envelope``; never blocks on the network.
+
+        A forked child's state was already made anew by the ``register_at_fork`` hook,
+        so the hot path needs no process-id check.
+        """
         if self._closed:
             raise TrackerClosedError("the emitter is closed")
         if self._spool is not None:
@@ -260,12 +262,14 @@ class BackgroundEmitter:
         if self._pid != os.getpid():
             self._after_fork()
         self._closed = True
+        deadline = None if timeout is None else time.monotonic() + timeout
         unsent = self.flush(timeout)
         self._stop.set()  # ends retry waits at once; the worker takes no new batch
         self._wake.set()
         thread = self._thread
-        if thread is not None:
-            thread.join(0.2 if unsent else 2.0)
+        if thread is not None:  # a request in flight cannot be cut short: wait what is left
+            left = 2.0 if deadline is None else deadline - time.monotonic()
+            thread.join(max(0.0, min(2.0, left)))
         leftovers: list[Envelope] = []
         while self._queue:
             leftovers.append(self._queue.popleft())
