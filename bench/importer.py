@@ -6,8 +6,8 @@ then runs the importer in a child process against
 
 - ``collector``: the local collector (``python -m tracardi_tracker collector --db FILE``,
   another process), checking that every event was stored;
-- ``sink``: a do-nothing HTTP server that answers 200 at once (another process), which
-  shows the importer's own ceiling.
+- ``sink``: a do-nothing HTTP server (asyncio, another process) that answers 200 as soon
+  as a request's body is in, which shows the importer's own ceiling.
 
 For each it prints events/s, the peak memory (max RSS) of the importer, and the command
 that does the same. With ``--memory-check`` it also imports a tenth of the file and
@@ -107,24 +107,36 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float 
     raise SystemExit(f"nothing listens on port {port} after {timeout}s")
 
 
-_SINK = """
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+_SINK = r"""
+import asyncio, re, sys
 BODY = (b'{"task":"t","ux":[],"response":{},"events":[],"profile":{"id":null},'
         b'"session":{"id":null},"errors":[],"warnings":[]}')
-class Sink(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    def do_POST(self):
-        self.rfile.read(int(self.headers["content-length"]))
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(BODY)))
-        self.end_headers()
-        self.wfile.write(BODY)
-    def log_message(self, *args):
-        pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+ANSWER = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+          + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+LENGTH = re.compile(rb"content-length:\s*(\d+)", re.I)
+
+class Sink(asyncio.Protocol):
+    # answers 200 to every request as soon as its body is in; parses nothing else
+    def connection_made(self, transport):
+        self.transport, self.buffer = transport, b""
+    def data_received(self, data):
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            match = LENGTH.search(self.buffer, 0, end)
+            total = end + 4 + (int(match.group(1)) if match else 0)
+            if len(self.buffer) < total:
+                return
+            self.buffer = self.buffer[total:]
+            self.transport.write(ANSWER)
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Sink, "127.0.0.1", int(sys.argv[1]))
+    await server.serve_forever()
+
+asyncio.run(main())
 """
 
 

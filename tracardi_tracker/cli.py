@@ -459,5 +459,16 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS: tuple[Callable[[Any], None], ...] = (_add_collector, _add_events, _add_demo)
+def _add_import(subparsers: Any) -> None:
+    from .importer._cli import add_parser
+
+    add_parser(subparsers)
+
+
+_COMMANDS: tuple[Callable[[Any], None], ...] = (
+    _add_collector,
+    _add_events,
+    _add_demo,
+    _add_import,
+)
 """Every subcommand's registration function, in ``--help`` order."""

@@ -1,0 +1,516 @@
+"""Sending batches: worker threads, one per connection, each owning a share of the profiles.
+
+A batch (one payload: one session of one profile, up to ``batch_size`` events) goes to
+worker ``hash(profile) % concurrency``; a worker sends its batches one after the other, so
+each profile's payloads reach Tracardi in order while different profiles go side by side.
+Each worker has its own transport (its own ``requests`` session and connection).
+
+Per payload:
+
+- Tracardi's answer is adopted: a replaced profile id is recorded (checkpoint and the
+  optional profile-map file) and used, with the old id as an alias in ``profile.ids``,
+  for that profile's later payloads; a replaced session id is used for that session's later
+  payloads;
+- 5xx, 408, 429 and network errors are retried (:class:`~tracardi_tracker.RetryPolicy`);
+  safe because every event carries its id, so Tracardi overwrites rather than duplicates.
+  Still failing after the retries: the import stops (:class:`Abort`);
+- 400/422: the payload is split in halves and retried until the events Tracardi refuses are
+  alone; those rows go to the reject file, the others are sent;
+- 401/406 (source unknown or disabled, bot traffic): the import stops, nothing more can go.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+
+from .._retry import RetryPolicy, is_retryable
+from .._serialization import options_to_wire, payload_to_wire
+from .._transport import TrackResponse, Transport
+from ..exceptions import DeliveryError, PayloadRejectedError, SourceRejectedError
+from ..models import Options, Time
+from ._checkpoint import Checkpoint
+from ._errors import RowError
+from ._json import encode
+
+__all__ = ["Abort", "Batch", "RateLimiter", "RejectSink", "Sender", "SenderStats"]
+
+logger = logging.getLogger("tracardi_tracker.importer")
+
+_SESSION_CACHE = 10_000
+
+
+class Batch:
+    """Events of one session of one profile, in time order, and where their rows are."""
+
+    __slots__ = (
+        "events",
+        "first_create",
+        "first_insert",
+        "key",
+        "positions",
+        "profile_id",
+        "profile_ids",
+        "profile_meta",
+        "raws",
+        "session_id",
+        "session_meta",
+    )
+
+    def __init__(
+        self,
+        key: str,
+        profile_id: str | None,
+        session_id: str,
+        session_meta: Time | None,
+        first_create: Any,
+        first_insert: Any,
+    ) -> None:
+        self.key = key
+        self.profile_id = profile_id
+        self.profile_ids: list[str] = []
+        self.profile_meta: Time | None = None
+        self.session_id = session_id
+        self.session_meta = session_meta
+        self.first_create = first_create
+        self.first_insert = first_insert
+        self.events: list[dict[str, Any]] = []
+        self.positions: list[int] = []
+        self.raws: list[bytes] = []
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+class RateLimiter:
+    """At most ``rate`` events per second over all workers (smooth, no bursts)."""
+
+    def __init__(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate!r}")
+        self.rate = rate
+        self._lock = threading.Lock()
+        self._next = time.monotonic()
+
+    def acquire(self, count: int, stop: threading.Event) -> None:
+        """Wait until ``count`` events may go (returns early when ``stop`` is set)."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + count / self.rate
+        delay = start - now
+        if delay > 0:
+            stop.wait(delay)
+
+
+class RejectSink:
+    """Where rejected rows go: a JSONL file (optional), a count and the first few in memory.
+
+    ``describe(position, raw)`` names the input and line and renders the raw row.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None,
+        describe: Callable[[int, bytes], tuple[str, int, str]],
+        checkpoint: Checkpoint | None,
+        *,
+        keep: int = 20,
+    ) -> None:
+        self.path = Path(path) if path is not None else None
+        self._describe = describe
+        self._checkpoint = checkpoint
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = None
+        self.count = 0
+        self.first: list[RowError] = []
+
+    def reject(
+        self, where: int, raw: bytes, field: str | None, reason: str, *, resolve: bool = True
+    ) -> RowError:
+        """Record one rejected row: the file first, then (if ``resolve``) the checkpoint."""
+        name, line, text = self._describe(where, raw)
+        error = RowError(file=name, line=line, field=field, reason=reason, row=text)
+        with self._lock:
+            self.count += 1
+            if len(self.first) < self._keep:
+                self.first.append(error)
+            if self.path is not None:
+                if self._file is None:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._file = self.path.open("a", encoding="utf-8")
+                self._file.write(json.dumps(error.to_json(), ensure_ascii=False) + "\n")
+                self._file.flush()
+        if resolve and self._checkpoint is not None:
+            self._checkpoint.resolve([where])
+        return error
+
+    def close(self) -> None:
+        """Close the file; idempotent."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+class ProfileMapSink:
+    """Appends ``{"old": ..., "new": ...}`` lines for the profile ids Tracardi replaced."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
+
+    def write(self, old: str, new: str) -> None:
+        """Append one replacement."""
+        with self._lock:
+            if self._file is not None:
+                self._file.write(json.dumps({"old": old, "new": new}, ensure_ascii=False) + "\n")
+                self._file.flush()
+
+    def close(self) -> None:
+        """Close the file; idempotent."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+class SenderStats:
+    """One worker's counts (summed over workers by :meth:`Sender.stats`)."""
+
+    __slots__ = (
+        "profiles_replaced",
+        "rejected",
+        "requests",
+        "retries",
+        "sent",
+        "sessions_replaced",
+    )
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.requests = 0
+        self.retries = 0
+        self.rejected = 0
+        self.profiles_replaced = 0
+        self.sessions_replaced = 0
+
+    def add(self, other: SenderStats) -> None:
+        """Add ``other``'s counts to these."""
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class Abort(Exception):
+    """Tracardi stopped the import: the reason, for the user."""
+
+
+class _Stopped(Exception):
+    """The import is stopping (interrupt or abort); leave the rest unsent."""
+
+
+class Sender:
+    """Worker threads that deliver batches (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        source_id: str,
+        options: Options,
+        concurrency: int,
+        transport_factory: Callable[[], Transport],
+        retry: RetryPolicy,
+        checkpoint: Checkpoint,
+        rejects: RejectSink,
+        profile_map: ProfileMapSink | None = None,
+        rate: RateLimiter | None = None,
+        stop: threading.Event,
+        queue_depth: int = 4,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
+        self.url = url
+        self.source_id = source_id
+        self.options = options
+        self._options_wire = options_to_wire(options)
+        self.retry = retry
+        self._later = (
+            attrs.evolve(retry, attempts=retry.attempts - 1) if retry.attempts > 1 else None
+        )
+        self.checkpoint = checkpoint
+        self.rejects = rejects
+        self.profile_map = profile_map
+        self.rate = rate
+        self.stop = stop
+        self.headers = dict(headers or {})
+        self.abort_reason: str | None = None
+        self._abort_lock = threading.Lock()
+        self._queues: list[queue.Queue[Batch | None]] = [
+            queue.Queue(maxsize=queue_depth) for _ in range(concurrency)
+        ]
+        self._stats = [SenderStats() for _ in range(concurrency)]
+        self._transports: list[Transport] = []
+        self._threads = [
+            threading.Thread(
+                target=self._run,
+                args=(index, transport_factory),
+                name=f"tracardi-import-{index}",
+                daemon=True,
+            )
+            for index in range(concurrency)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # -- the reading side -----------------------------------------------------------------
+
+    def submit(self, batch: Batch) -> bool:
+        """Queue a batch for its profile's worker (waits while that queue is full).
+
+        Returns ``False`` when the import is stopping and the batch was not queued.
+        """
+        target = self._queues[zlib.crc32(batch.key.encode()) % len(self._queues)]
+        while not self.stop.is_set():
+            try:
+                target.put(batch, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def stats(self) -> SenderStats:
+        """The counts so far, over all workers."""
+        total = SenderStats()
+        for stats in self._stats:
+            total.add(stats)
+        return total
+
+    def finish(self) -> None:
+        """No more batches: each worker ends after its queue (dropped when stopping)."""
+        for target in self._queues:
+            while True:
+                try:
+                    target.put(None, timeout=0.1)
+                    break
+                except queue.Full:
+                    if self.stop.is_set():
+                        _drain(target)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the workers to end; returns whether they all did within ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(remaining)
+            if thread.is_alive():
+                return False
+        return True
+
+    def close(self) -> None:
+        """Close the workers' transports (after :meth:`join`); idempotent."""
+        transports, self._transports = self._transports, []
+        for transport in transports:
+            transport.close()
+
+    # -- the workers ----------------------------------------------------------------------
+
+    def _run(self, index: int, transport_factory: Callable[[], Transport]) -> None:
+        work = self._queues[index]
+        try:
+            transport = transport_factory()
+        except Exception as error:
+            self._abort(f"cannot make a transport: {type(error).__name__}: {error}")
+            transport = None
+        if transport is not None:
+            self._transports.append(transport)
+        stats = self._stats[index]
+        sessions: dict[str, str] = {}
+        while True:
+            batch = work.get()
+            if batch is None:
+                return
+            if self.stop.is_set() or transport is None:
+                continue
+            try:
+                self._send(transport, stats, sessions, batch, 0, len(batch))
+            except _Stopped:
+                continue
+            except Abort as abort:
+                self._abort(str(abort))
+            except Exception as error:  # a bug must not hang the import: stop it, loudly
+                logger.exception("importer worker failed")
+                self._abort(f"internal error in the sender: {type(error).__name__}: {error}")
+
+    def _abort(self, reason: str) -> None:
+        with self._abort_lock:
+            if self.abort_reason is None:
+                self.abort_reason = reason
+        self.stop.set()
+
+    def _send(
+        self,
+        transport: Transport,
+        stats: SenderStats,
+        sessions: dict[str, str],
+        batch: Batch,
+        start: int,
+        end: int,
+    ) -> None:
+        if self.stop.is_set():
+            raise _Stopped
+        events = batch.events[start:end]
+        try:
+            response, sent_profile = self._post(transport, stats, sessions, batch, events)
+        except PayloadRejectedError as error:
+            if end - start > 1:
+                middle = (start + end) // 2
+                self._send(transport, stats, sessions, batch, start, middle)
+                self._send(transport, stats, sessions, batch, middle, end)
+                return
+            reason = f"Tracardi rejected it ({error.status}): {_detail(error.detail)}"
+            self.rejects.reject(batch.positions[start], batch.raws[start], None, reason)
+            stats.rejected += 1
+            return
+        self.checkpoint.resolve(batch.positions[start:end])
+        stats.sent += end - start
+        self._adopt(stats, sessions, batch, sent_profile, response)
+
+    def _post(
+        self,
+        transport: Transport,
+        stats: SenderStats,
+        sessions: dict[str, str],
+        batch: Batch,
+        events: Sequence[dict[str, Any]],
+    ) -> tuple[TrackResponse, str | None]:
+        profile_id = batch.profile_id
+        profile_ids = batch.profile_ids
+        if profile_id is not None:
+            replaced = self.checkpoint.profile(profile_id)
+            if replaced is not None:
+                if profile_id not in profile_ids:
+                    profile_ids = [*profile_ids, profile_id]
+                profile_id = replaced
+        first = Time(create=batch.first_create, insert=batch.first_insert or batch.first_create)
+        payload = payload_to_wire(
+            source_id=self.source_id,
+            session_id=sessions.get(batch.session_id, batch.session_id),
+            session_metadata=batch.session_meta or first,
+            profile_id=profile_id,
+            profile_ids=profile_ids,
+            profile_metadata=(batch.profile_meta or first) if profile_id is not None else None,
+            context={},
+            properties={},
+            options=self.options,
+            events=events,
+        )
+        body = encode(payload)
+        ids = [event["id"] for event in events]
+        if self.rate is not None:
+            self.rate.acquire(len(events), self.stop)
+            if self.stop.is_set():
+                raise _Stopped
+
+        def attempt() -> TrackResponse:
+            stats.requests += 1
+            return transport.post(self.url, body, event_ids=ids, headers=self.headers)
+
+        def on_retry(error: BaseException) -> None:
+            stats.retries += 1
+            logger.info("retrying a payload after: %s", error)
+
+        try:
+            response = self._deliver(attempt, on_retry)
+        except PayloadRejectedError:
+            raise
+        except SourceRejectedError as error:
+            if "validation failed" in str(error).lower():
+                raise PayloadRejectedError(
+                    str(error), detail=str(error), event_ids=ids, status=error.status
+                ) from error
+            raise Abort(f"{error} (nothing more can be sent with this source)") from error
+        except DeliveryError as error:
+            if self.stop.is_set():
+                raise _Stopped from error
+            raise Abort(f"{error} (after {self.retry.attempts} attempts)") from error
+        return response, profile_id
+
+    def _deliver(
+        self,
+        attempt: Callable[[], TrackResponse],
+        on_retry: Callable[[BaseException], None],
+    ) -> TrackResponse:
+        """One try at once; the retry policy only once it failed (tenacity costs ~60 µs)."""
+        try:
+            return attempt()
+        except DeliveryError as error:
+            if not is_retryable(error) or self._later is None:
+                raise
+            on_retry(error)
+            if self.stop.wait(self.retry.wait_for(1, error)):
+                raise
+        return self._later.call(attempt, stop_event=self.stop, on_retry=on_retry)
+
+    def _adopt(
+        self,
+        stats: SenderStats,
+        sessions: dict[str, str],
+        batch: Batch,
+        sent_profile: str | None,
+        response: TrackResponse,
+    ) -> None:
+        original = batch.profile_id
+        answered = response.profile_id
+        if (
+            original is not None
+            and answered is not None
+            and answered != sent_profile
+            and self.checkpoint.replace_profile(original, answered)
+        ):
+            stats.profiles_replaced += 1
+            if self.profile_map is not None:
+                self.profile_map.write(original, answered)
+        session = response.session_id
+        sent_session = sessions.get(batch.session_id, batch.session_id)
+        if session is not None and session != sent_session:
+            if len(sessions) >= _SESSION_CACHE:
+                sessions.pop(next(iter(sessions)))
+            sessions[batch.session_id] = session
+            stats.sessions_replaced += 1
+
+
+def _drain(target: queue.Queue[Batch | None]) -> None:
+    while True:
+        try:
+            target.get_nowait()
+        except queue.Empty:
+            return
+
+
+def _detail(detail: Any) -> str:
+    if isinstance(detail, list):
+        messages = []
+        for item in detail[:3]:
+            if isinstance(item, dict):
+                where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+                messages.append(f"{where}: {item.get('msg')}" if where else str(item.get("msg")))
+            else:
+                messages.append(str(item))
+        return "; ".join(messages)
+    text = detail if isinstance(detail, str) else json.dumps(detail, default=str)
+    return text if len(text) <= 300 else text[:300] + "..."
