@@ -65,16 +65,18 @@ def _payload(batch: int, seed: int) -> bytes:
 def _client(url: str, batches: int, batch: int, connections: int) -> dict[str, Any]:
     """Post ``batches`` payloads; return the elapsed seconds and failures."""
     host, port = url.removeprefix("http://").split(":")
-    bodies = [_payload(batch, seed) for seed in range(8)]
+    # one body per request, built before the timing: the collector keeps one event per
+    # id (as Tracardi does), so bodies must not repeat ids
+    bodies = [_payload(batch, seed % 8) for seed in range(batches + 1)]
     headers = {"Content-Type": "application/json", "User-Agent": "tracardi-bench/1.0"}
     per_connection = [batches // connections] * connections
     per_connection[0] += batches - sum(per_connection)
     failures: list[str] = []
 
-    def run(count: int, offset: int) -> None:
+    def run(count: int, first: int) -> None:
         conn = http.client.HTTPConnection(host, int(port), timeout=60)
-        for index in range(count):
-            conn.request("POST", "/track", bodies[(offset + index) % len(bodies)], headers)
+        for index in range(first, first + count):
+            conn.request("POST", "/track", bodies[index], headers)
             response = conn.getresponse()
             response.read()
             if response.status != 200:
@@ -83,12 +85,13 @@ def _client(url: str, batches: int, batch: int, connections: int) -> dict[str, A
 
     # warm up one request per connection, outside the timing
     warm = http.client.HTTPConnection(host, int(port), timeout=60)
-    warm.request("POST", "/track", bodies[0], headers)
+    warm.request("POST", "/track", bodies[batches], headers)
     warm.getresponse().read()
     warm.close()
+    firsts = [sum(per_connection[:n]) for n in range(connections)]
     threads = [
-        threading.Thread(target=run, args=(count, offset))
-        for offset, count in enumerate(per_connection)
+        threading.Thread(target=run, args=(count, first))
+        for first, count in zip(firsts, per_connection, strict=True)
     ]
     started = time.perf_counter()
     for thread in threads:

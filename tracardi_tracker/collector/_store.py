@@ -284,6 +284,8 @@ class Store:
         else:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.RLock()
+        self._seq_by_id: dict[str, int] | None = None  # loaded on the first write
+        self._next_seq = 1
         self._closed = False
         self._checkpointer: _Checkpointer | None = None
         if readonly:
@@ -297,6 +299,32 @@ class Store:
             # Copy the WAL into the database from another thread, off the request path.
             self._db.execute("PRAGMA wal_autocheckpoint = 0")
             self._checkpointer = _Checkpointer(os.path.abspath(self.path))
+
+    def _place(
+        self, rows: Sequence[EventRow]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Split rows into new ones (with the seq each gets) and resends of stored events.
+
+        Tracardi indexes an event under its id, so a resend overwrites the stored event;
+        here it keeps its first arrival order. The id-to-seq map lives in memory (an
+        index on random ids would halve the insert rate); callers hold the lock.
+        """
+        if self._seq_by_id is None:
+            self._seq_by_id = dict(self._db.execute("SELECT event_id, seq FROM events"))
+            (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+            self._next_seq = int(last) + 1
+        seq_by_id = self._seq_by_id
+        new: list[tuple[Any, ...]] = []
+        resent: list[tuple[Any, ...]] = []
+        for row in rows:
+            seq = seq_by_id.get(row[0])
+            if seq is None:
+                seq = seq_by_id[row[0]] = self._next_seq
+                self._next_seq += 1
+                new.append((seq, *row))
+            else:
+                resent.append((*row, seq))
+        return new, resent
 
     def close(self) -> None:
         """Close the database (checkpointing the WAL); safe to call twice."""
@@ -328,11 +356,21 @@ class Store:
             db.execute("BEGIN")
             try:
                 if rows:
-                    db.executemany(
-                        "INSERT INTO events (event_id, type, profile_id, session_id, source_id,"
-                        " task, received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        rows,
-                    )
+                    new, resent = self._place(rows)
+                    if new:
+                        db.executemany(
+                            "INSERT INTO events (seq, event_id, type, profile_id, session_id,"
+                            " source_id, task, received_at, payload)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            new,
+                        )
+                    if resent:
+                        db.executemany(
+                            "UPDATE events SET event_id = ?, type = ?, profile_id = ?,"
+                            " session_id = ?, source_id = ?, task = ?, received_at = ?,"
+                            " payload = ? WHERE seq = ?",
+                            resent,
+                        )
                 if profile_rows:
                     db.executemany(
                         "INSERT INTO profiles VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
@@ -388,6 +426,7 @@ class Store:
                 "BEGIN; DELETE FROM events; DELETE FROM bad; DELETE FROM profiles;"
                 " DELETE FROM sessions; COMMIT;"
             )
+            self._seq_by_id = None
 
     # -- reading --------------------------------------------------------------------------
 
