@@ -122,3 +122,14 @@ def test_each_event_class_sends_its_golden_payload(name: str) -> None:
         path.write_text(json.dumps(actual, indent=2, sort_keys=True) + "\n")
     expected = json.loads(path.read_text())
     assert expected == actual
+
+
+def test_the_fast_encoder_and_the_standard_library_send_the_same_json() -> None:
+    from tracardi_tracker import _serialization
+
+    for name in sorted(CASES):
+        payload = payload_for(CASES[name])
+        assert json.loads(_serialization.dumps(payload)) == json.loads(
+            _serialization._stdlib_dumps(payload)
+        )
+    assert _serialization._ORJSON is not None  # the dev extras install the fast path

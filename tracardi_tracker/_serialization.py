@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import enum
 import functools
+import importlib
 import json
 import math
 import uuid
@@ -398,6 +399,33 @@ def payload_to_wire(
     return payload
 
 
-def dumps(payload: Mapping[str, Any]) -> bytes:
-    """Encode a payload as compact UTF-8 JSON (NaN and infinity are refused)."""
+def _stdlib_dumps(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def _load_orjson() -> Any:
+    """The ``fast`` extra's encoder, or None: same JSON meaning, several times faster."""
+    try:
+        return importlib.import_module("orjson")
+    except ImportError:
+        return None
+
+
+_ORJSON: Any = _load_orjson()
+
+
+def dumps(payload: Mapping[str, Any]) -> bytes:
+    """Encode a payload as compact UTF-8 JSON (NaN and infinity are refused).
+
+    With ``orjson`` installed (``tracardi-tracker[fast]``) it does the encoding; values
+    reach this point already checked (strings as keys, finite numbers), and whatever
+    ``orjson`` will not encode falls back to the standard library and its errors.
+    """
+    if _ORJSON is not None:
+        try:
+            encoded: bytes = _ORJSON.dumps(payload)
+        except TypeError:
+            pass
+        else:
+            return encoded
+    return _stdlib_dumps(payload)
