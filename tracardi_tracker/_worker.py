@@ -172,6 +172,8 @@ class BackgroundEmitter:
         queue.append(envelope)
         if self._thread is None:
             self._start()
+        elif len(queue) % self.batch_size == 0:
+            self._wake.set()  # another batch's worth waits: drain it now, not at the interval
 
     def _make_room(self, envelope: Envelope) -> bool:
         """Apply the full-queue policy; True when ``envelope`` may be queued."""
