@@ -301,3 +301,23 @@ def test_block_never_stalls_an_event_loop_it_drops_and_reports_instead(
     assert emitter.stats().dropped == 4
     assert len(failures.reports) == 4
     gate.open.set()
+
+
+def test_after_close_no_new_request_starts_and_the_rest_is_reported(
+    make_background: Any,
+) -> None:
+    def slow_failure(payload: dict[str, Any]) -> tuple[int, Any]:
+        time.sleep(0.2)
+        return 503, {"detail": "down"}
+
+    failures = Failures()
+    transport = CapturingTransport(slow_failure)
+    tracker, _ = make_background(transport, on_failure=failures)
+    ids = [tracker.track(Event("x", event_subject=Subject(user_id=f"u{n}"))) for n in range(5)]
+    tracker.emitter.flush(0)  # five visitors: five payloads, sent one after another
+    tracker.close(0.05)
+    deadline = time.monotonic() + 5
+    while len(failures.event_ids) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sorted(failures.event_ids) == sorted(ids)
+    assert len(transport.requests) <= 2  # the one in flight at close, at most one more

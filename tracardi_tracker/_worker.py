@@ -372,8 +372,13 @@ class BackgroundEmitter:
             self._held += count
         now = time.monotonic()
         batch_size = self.batch_size
-        for _ in range(count):
-            envelope = queue.popleft()
+        for taken in range(count):
+            try:
+                envelope = queue.popleft()
+            except IndexError:  # close() took the rest to report them itself
+                with self._lock:
+                    self._held -= count - taken
+                return
             key = envelope.batch_key()
             buffer = buffers.get(key)
             if buffer is None:
@@ -390,6 +395,11 @@ class BackgroundEmitter:
 
     def _send(self, batch: list[Envelope]) -> None:
         for run in group(batch):
+            if self._stop.is_set():  # closing: no new request, keep or report the events
+                self._give_up(run)
+                with self._lock:
+                    self._held -= len(run)
+                continue
             try:
                 response = deliver(
                     self._transport,
