@@ -294,3 +294,23 @@ def test_bad_configuration_raises(kwargs: dict[str, Any], message: str) -> None:
     arguments: dict[str, Any] = {"endpoint": "http://t.example", "source_id": "src", **kwargs}
     with pytest.raises(ConfigurationError, match=message):
         Tracker(arguments.pop("endpoint"), arguments.pop("source_id"), **arguments)
+
+
+def test_sync_flush_starts_no_payload_after_its_deadline_and_keeps_the_rest() -> None:
+    transport = CapturingTransport()
+    failed: list[str] = []
+    emitter = SyncEmitter(
+        transport=transport,
+        batch_size=100,
+        on_failure=lambda events, error: failed.extend(e.event_id for e in events),
+    )
+    tracker = Tracker("http://t.example", "src", emitter=emitter)
+    for n in range(5):
+        tracker.track(Event("x", event_subject=Subject(user_id=f"u{n}")))
+    assert tracker.flush(0.0) == 5  # the deadline has passed: nothing started, all kept
+    assert transport.requests == []
+    assert tracker.flush() == 0
+    assert len(transport.requests) == 5
+    late = [tracker.track(Event("y", event_subject=Subject(user_id=f"v{n}"))) for n in range(2)]
+    assert tracker.close(0.0) == 2
+    assert sorted(failed) == sorted(late)  # reported at close, not lost

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -22,7 +23,7 @@ from ._serialization import JsonDict, dumps, event_to_wire, payload_to_wire
 from ._transport import DEFAULT_TIMEOUT, HttpTransport, TrackResponse, Transport
 from ._visitors import Visitor
 from .events import BaseEvent
-from .exceptions import DeliveryError, TrackerClosedError
+from .exceptions import DeliveryError, TrackerClosedError, UndeliveredError
 from .models import Options, Time
 
 __all__ = ["Emitter", "Envelope", "FailureCallback", "SuccessCallback", "SyncEmitter"]
@@ -266,29 +267,57 @@ class SyncEmitter:
         self._send(batch, raise_errors=True)
 
     def flush(self, timeout: float | None = None) -> int:
-        """Send every pending event; return how many could not be delivered.
+        """Send every pending event; return how many are still undelivered.
 
-        ``timeout`` is accepted for the protocol; each payload is bounded by the
-        transport timeout and the retry policy.
+        No payload is started after ``timeout`` seconds: those not started stay pending
+        for the next flush. (A payload under way is bounded by the transport timeout and
+        the retry policy.)
         """
         with self._lock:
             batch, self._pending = self._pending, []
-        return self._send(batch, raise_errors=False)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        unsent, not_started = self._send(batch, raise_errors=False, deadline=deadline)
+        if not_started:
+            with self._lock:
+                self._pending[:0] = not_started
+        return unsent + len(not_started)
 
     def close(self, timeout: float | None = None) -> int:
-        """Flush and close the HTTP session; later calls return 0."""
+        """Flush (starting no payload after ``timeout`` seconds) and close the HTTP
+        session; events left unsent are reported to ``on_failure``. Later calls return 0."""
         with self._lock:
             if self._closed:
                 return 0
             self._closed = True
         unsent = self.flush(timeout)
+        with self._lock:
+            left, self._pending = self._pending, []
+        if left:
+            self._callbacks.failure(
+                left,
+                UndeliveredError(
+                    "emitter closed before these events could be sent",
+                    event_ids=[envelope.event_id for envelope in left],
+                ),
+            )
         self._transport.close()
         return unsent
 
-    def _send(self, envelopes: Sequence[Envelope], *, raise_errors: bool) -> int:
+    def _send(
+        self,
+        envelopes: Sequence[Envelope],
+        *,
+        raise_errors: bool,
+        deadline: float | None = None,
+    ) -> tuple[int, list[Envelope]]:
+        """Send ``envelopes``; return the failed count and the envelopes not started
+        because ``deadline`` passed."""
         unsent = 0
         first_error: DeliveryError | None = None
-        for run in group(envelopes):
+        runs = group(envelopes)
+        for index, run in enumerate(runs):
+            if deadline is not None and time.monotonic() >= deadline:
+                return unsent, [envelope for rest in runs[index:] for envelope in rest]
             try:
                 response = deliver(self._transport, self.retry, run)
             except DeliveryError as error:
@@ -299,4 +328,4 @@ class SyncEmitter:
             self._callbacks.success(run, response)
         if first_error is not None and raise_errors:
             raise first_error
-        return unsent
+        return unsent, []
