@@ -302,18 +302,26 @@ class Store:
 
     def _place(
         self, rows: Sequence[EventRow]
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    ) -> tuple[Iterable[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """Split rows into new ones (with the seq each gets) and resends of stored events.
 
-        Tracardi indexes an event under its id, so a resend overwrites the stored event;
-        here it keeps its first arrival order. The id-to-seq map lives in memory (an
-        index on random ids would halve the insert rate); callers hold the lock.
+        ``rows`` is not empty. Tracardi indexes an event under its id, so a resend overwrites
+        the stored event; here it keeps its first arrival order. The id-to-seq map lives in
+        memory (an index on random ids would halve the insert rate); callers hold the lock.
         """
         if self._seq_by_id is None:
             self._seq_by_id = dict(self._db.execute("SELECT event_id, seq FROM events"))
             (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
             self._next_seq = int(last) + 1
         seq_by_id = self._seq_by_id
+        first = self._next_seq
+        ids = {row[0]: first + index for index, row in enumerate(rows)}
+        if len(ids) == len(rows) and seq_by_id.keys().isdisjoint(ids):
+            # The common case: every id is new (and none repeats), so seqs follow in order.
+            # The insert rows are made one at a time as sqlite takes them.
+            seq_by_id.update(ids)
+            self._next_seq = first + len(rows)
+            return ((seq, *row) for seq, row in enumerate(rows, first)), []
         new: list[tuple[Any, ...]] = []
         resent: list[tuple[Any, ...]] = []
         for row in rows:

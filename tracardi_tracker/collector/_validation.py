@@ -567,6 +567,8 @@ def _fast_time(value: object) -> str | None:
     """
     if type(value) is not str:
         return None
+    if _CANONICAL(value) is not None and value[:10] in _GOOD_DATES:
+        return value
     match = _ISO(value)
     if match is None:
         return None
@@ -599,6 +601,13 @@ _ISO = re.compile(
     r"(?:[Zz]|([+-])(\d{2})(?::?(\d{2}))?)?"
 ).fullmatch
 _GOOD_DATES: set[str] = set()
+_CANONICAL = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(?:\.(?!000000)[0-9]{6})?Z"
+).fullmatch
+"""Times already written as :func:`_fast_time` writes them (given a date in ``_GOOD_DATES``)."""
+_STORED_TYPES: dict[str, str] = {}
+"""Event types seen before, as stored (``""``: blank, which the full check rejects)."""
 
 
 def _fast_event(data: dict[str, Any], now_text: str) -> ParsedEvent | None:
@@ -612,10 +621,14 @@ def _fast_event(data: dict[str, Any], now_text: str) -> ParsedEvent | None:
     event_type = data.get("type")
     if type(event_type) is not str:
         return None
-    stored_type = event_type.strip()
+    stored_type = _STORED_TYPES.get(event_type)
+    if stored_type is None:
+        stored_type = event_type.strip().lower().replace(" ", "-")
+        if len(_STORED_TYPES) > 4096:
+            _STORED_TYPES.clear()
+        _STORED_TYPES[event_type] = stored_type
     if not stored_type:
         return None
-    stored_type = stored_type.lower().replace(" ", "-")
     if "id" in data:
         event_id = data["id"]
         if type(event_id) is not str or not event_id:
@@ -645,14 +658,26 @@ def _fast_event(data: dict[str, Any], now_text: str) -> ParsedEvent | None:
             return None
         raw = time_value.get("insert")
         if raw is not None:
-            insert = _fast_time(raw)  # type: ignore[assignment]
-            if insert is None:
-                return None
-        raw = time_value.get("create")
-        if raw is not None:
-            create = _fast_time(raw)
-            if create is None:
-                return None
+            if type(raw) is str and _CANONICAL(raw) is not None and raw[:10] in _GOOD_DATES:
+                insert = raw
+            else:
+                insert = _fast_time(raw)  # type: ignore[assignment]
+                if insert is None:
+                    return None
+        raw_create = time_value.get("create")
+        if raw_create is not None:
+            if raw_create == raw and type(raw_create) is str:
+                create = insert  # the same text as insert: already checked
+            elif (
+                type(raw_create) is str
+                and _CANONICAL(raw_create) is not None
+                and raw_create[:10] in _GOOD_DATES
+            ):
+                create = raw_create
+            else:
+                create = _fast_time(raw_create)
+                if create is None:
+                    return None
         raw = time_value.get("update")
         if raw is not None and _fast_time(raw) is None:
             return None
