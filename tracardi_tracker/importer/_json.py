@@ -10,12 +10,10 @@ importer's (NaN and infinities refused; payloads encoded by the SDK's own
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Mapping
 from typing import Any
 
-from .._serialization import dumps
+from .._serialization import _ORJSON, dumps
 
 __all__ = ["ACCELERATED", "decode", "encode"]
 
@@ -27,14 +25,7 @@ def _refuse_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
-def _orjson() -> Any:
-    try:
-        return importlib.import_module("orjson")
-    except ImportError:
-        return None
-
-
-_FAST = _orjson()
+_FAST: Any = _ORJSON  # the SDK's own look-up of the ``fast`` extra
 ACCELERATED = _FAST is not None
 """Whether ``orjson`` is doing the work."""
 
@@ -49,7 +40,6 @@ def decode_text(text: str) -> Any:
 
 if _FAST is not None:
     _fast_loads = _FAST.loads
-    _fast_dumps = _FAST.dumps
     _FastError = _FAST.JSONDecodeError
 
     def decode(raw: bytes) -> Any:
@@ -62,14 +52,6 @@ if _FAST is not None:
         except _FastError:
             return _DECODER.decode(raw.decode())
 
-    def encode(payload: Mapping[str, Any]) -> bytes:
-        """Encode a payload as compact UTF-8 JSON."""
-        try:
-            result: bytes = _fast_dumps(payload)
-        except TypeError:
-            return dumps(payload)
-        return result
-
 else:
 
     def decode(raw: bytes) -> Any:
@@ -79,6 +61,7 @@ else:
         """
         return _DECODER.decode(raw.decode())
 
-    def encode(payload: Mapping[str, Any]) -> bytes:
-        """Encode a payload as compact UTF-8 JSON."""
-        return dumps(payload)
+
+encode = dumps
+"""Encode a payload as compact UTF-8 JSON: the SDK's own encoder, which uses ``orjson``
+when installed."""
