@@ -9,7 +9,7 @@ import pytest
 
 from tracardi_tracker import Event, InvalidEventError, Subject, Time, Tracker
 from tracardi_tracker._capture import CapturingTransport
-from tracardi_tracker._times import format_utc, to_utc
+from tracardi_tracker._times import format_epoch_us, format_utc, from_epoch_us, to_utc
 
 UTC = timezone.utc
 CEST = timezone(timedelta(hours=2))
@@ -109,3 +109,28 @@ def test_session_and_profile_metadata_go_only_when_given(
     assert "metadata" not in first["session"]
     assert second["session"]["metadata"] == {"create": "2023-03-01T09:59:58Z"}
     assert second["profile"]["metadata"] == {"create": "2021-06-01T00:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2024, 6, 24, 10, 0, tzinfo=UTC),
+        datetime(2024, 6, 24, 10, 0, 0, 500000, tzinfo=UTC),
+        datetime(2024, 6, 24, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2024, 6, 24, 10, 0, 0, 1, tzinfo=UTC),
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(2099, 12, 31, 23, 59, 59, 123456, tzinfo=UTC),
+    ],
+)
+def test_the_fast_formatting_of_stamped_times_matches_format_utc(moment: datetime) -> None:
+    micros = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    assert format_epoch_us(micros) == format_utc(moment)
+    assert from_epoch_us(micros) == moment
+
+
+def test_an_event_is_stamped_with_the_time_it_was_made() -> None:
+    before = datetime.now(UTC)
+    event = Event("x")
+    after = datetime.now(UTC)
+    assert before - timedelta(milliseconds=1) <= event.made_at <= after + timedelta(milliseconds=1)
+    assert event.made_at.tzinfo is not None

@@ -314,3 +314,15 @@ def test_sync_flush_starts_no_payload_after_its_deadline_and_keeps_the_rest() ->
     late = [tracker.track(Event("y", event_subject=Subject(user_id=f"v{n}"))) for n in range(2)]
     assert tracker.close(0.0) == 2
     assert sorted(failed) == sorted(late)  # reported at close, not lost
+
+
+def test_made_event_ids_are_canonical_distinct_uuid4s() -> None:
+    from tracardi_tracker._visitors import new_event_id
+
+    ids = [new_event_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for event_id in ids:
+        parsed = uuid.UUID(event_id)
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert str(parsed) == event_id

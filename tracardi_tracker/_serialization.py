@@ -21,9 +21,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import attrs
-from slugify import slugify
 
-from ._times import format_utc, from_epoch, to_utc
+from ._times import format_epoch_us, format_utc, from_epoch, to_utc
 from .events import (
     BaseEvent,
     Event,
@@ -35,6 +34,7 @@ from .events import (
 )
 from .exceptions import InvalidEventError
 from .models import Options, SelfDescribingJson, Subject, Time
+from .models import event_type_slug as event_type_slug  # the importer's, too
 
 JsonDict = dict[str, Any]
 
@@ -189,12 +189,6 @@ def options_to_wire(options: Options) -> JsonDict:
     }
 
 
-@functools.lru_cache(maxsize=4096)
-def event_type_slug(name: str) -> str:
-    """The Tracardi event type for a name: its slug (``Page View`` gives ``page-view``)."""
-    return slugify(name)
-
-
 @functools.lru_cache(maxsize=1024)
 def page_context(url: str, title: str | None, referrer: str | None) -> JsonDict:
     """The event ``context.page`` Tracardi's JS tracker sends, from a URL, title and referrer.
@@ -268,12 +262,12 @@ def event_time(event: BaseEvent) -> JsonDict:
     made, ``create`` from ``true_timestamp`` or else equal to ``insert``."""
     given = event.time
     if given is None:
-        insert = format_utc(event.made_at)
+        insert = format_epoch_us(event.made_us)
         if event.true_timestamp is None:
             return {"create": insert, "insert": insert}
         create = from_epoch(event.true_timestamp, "true_timestamp", milliseconds=True)
         return {"create": format_utc(create), "insert": insert}
-    insert = format_utc(given.insert or event.made_at)
+    insert = format_utc(given.insert) if given.insert else format_epoch_us(event.made_us)
     if given.create is not None:
         wire = {"create": format_utc(given.create), "insert": insert}
     elif event.true_timestamp is not None:
@@ -399,6 +393,22 @@ def payload_to_wire(
     return payload
 
 
+_EVENTS_LAST = b'"events":[]}'
+
+
+def encode_payload(payload: JsonDict, events: Sequence[bytes]) -> bytes:
+    """Encode a payload from :func:`payload_to_wire` (with no events) and the events
+    already encoded one by one, spliced into its ``events`` list.
+
+    Events are encoded as soon as the worker takes them, so they wait as bytes, which
+    the garbage collector never scans, rather than as dicts.
+    """
+    encoded = dumps(payload)
+    if not encoded.endswith(_EVENTS_LAST):  # payload_to_wire puts "events" last, empty
+        raise ValueError("the payload must end with an empty events list")
+    return b"".join((encoded[:-3], b"[", b",".join(events), b"]}"))
+
+
 def _stdlib_dumps(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
@@ -429,3 +439,11 @@ def dumps(payload: Mapping[str, Any]) -> bytes:
         else:
             return encoded
     return _stdlib_dumps(payload)
+
+
+def dumps_kept(value: Mapping[str, Any]) -> bytes:
+    """:func:`dumps` for a small value that will be held a while (an event waiting in a
+    queue): orjson's result keeps a buffer of at least 4 KB whatever the length, so it
+    is copied into bytes of the right size."""
+    encoded = dumps(value)
+    return memoryview(encoded).tobytes() if _ORJSON is not None else encoded

@@ -185,8 +185,8 @@ def new_event_id(getrandbits: Callable[[int], int] = random.getrandbits) -> str:
     From the ``random`` module's generator, which is seeded from the OS and reseeded
     in a forked child, so ids never repeat across processes.
     """
-    text = f"{getrandbits(128) & _VERSION_MASK | _VERSION_BITS:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    text = "%032x" % (getrandbits(128) & _VERSION_MASK | _VERSION_BITS)
+    return "-".join((text[:8], text[8:12], text[12:16], text[16:20], text[20:]))
 
 
 class VisitorRegistry:

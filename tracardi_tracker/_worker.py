@@ -1,10 +1,19 @@
 """The background emitter: a bounded queue, one worker thread, batching, fork and exit.
 
 Shape (after sentry-python's worker): the caller's ``emit()`` only appends to a
-deque and, when a batch is ready, wakes the worker; the worker is started lazily
-under a lock, re-made in a forked child (which drops the parent's queue: the parent
-sends those), sends payloads one at a time so each visitor's order and the
-first-payload gate hold, and retries with waits that end at once on ``close()``.
+deque and, when a batch is ready, wakes the worker; the threads are started lazily
+under a lock and re-made in a forked child (which drops the parent's queue: the
+parent sends those). Two threads share the work so that building a payload overlaps
+with the server's handling of the previous one:
+
+- the *worker* encodes each queued event (it then waits as bytes, cheap to hold and
+  never scanned by the garbage collector), sorts events into per-visitor buffers,
+  decides when a buffer goes and hands it to the sender through an outbox that holds
+  one payload, so it is never more than one payload ahead;
+- the *sender* posts payloads one at a time, in the order they were handed over, so
+  each visitor's order and the first-payload gate hold, and retries with waits that
+  end at once on ``close()``.
+
 Losses are counted and reported, never raised into the caller.
 """
 
@@ -12,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -28,12 +38,23 @@ import requests
 from ._retry import RetryPolicy, is_retryable
 from ._spool import Spool
 from ._transport import DEFAULT_TIMEOUT, HttpTransport, Transport
-from .emitters import Envelope, FailureCallback, SuccessCallback, _Callbacks, deliver, group
+from .emitters import (
+    Envelope,
+    FailureCallback,
+    SuccessCallback,
+    _Callbacks,
+    deliver,
+    split_by_head,
+)
 from .exceptions import DeliveryError, QueueFullError, TrackerClosedError, UndeliveredError
 
 logger = logging.getLogger(__name__)
 
 FullPolicy = Literal["block", "drop_newest", "drop_oldest"]
+
+_OUTBOX_SIZE = 1
+"""Payloads built and waiting for the sender: one, so building overlaps the request
+before it without running further ahead (memory, and the freshest adopted ids)."""
 
 _BACKGROUND_RETRY = RetryPolicy(
     attempts=1_000_000, initial_wait=0.2, max_wait=30.0, max_elapsed=3600.0
@@ -143,6 +164,9 @@ class BackgroundEmitter:
         self._idle = threading.Condition(threading.Lock())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._sender: threading.Thread | None = None
+        self._outbox: deque[list[Envelope] | None] = deque()  # None: the worker has ended
+        self._outbox_changed = threading.Condition(threading.Lock())
         self._held = 0  # taken from the queue by the worker and not yet settled
         self._flushers = 0  # flush() calls under way: the worker sends every buffer
         self._sent = self._retried = self._failed = self._dropped = self._spooled = 0
@@ -213,9 +237,13 @@ class BackgroundEmitter:
     def _start(self) -> None:
         with self._lock:
             if self._thread is None:
+                self._sender = threading.Thread(
+                    target=self._send_loop, name="tracardi-tracker-sender", daemon=True
+                )
                 self._thread = threading.Thread(
                     target=self._run, name="tracardi-tracker-worker", daemon=True
                 )
+                self._sender.start()
                 self._thread.start()
 
     # -- flushing and closing ---------------------------------------------------
@@ -266,10 +294,12 @@ class BackgroundEmitter:
         self._closed = True
         deadline = None if timeout is None else time.monotonic() + timeout
         unsent = self.flush(timeout)
-        self._stop.set()  # ends retry waits at once; the worker takes no new batch
+        self._stop.set()  # ends retry waits at once; no new request is started
         self._wake.set()
-        thread = self._thread
-        if thread is not None:  # a request in flight cannot be cut short: wait what is left
+        with self._outbox_changed:
+            self._outbox_changed.notify_all()
+        threads = [thread for thread in (self._thread, self._sender) if thread is not None]
+        for thread in threads:  # a request in flight cannot be cut short: wait what is left
             left = 2.0 if deadline is None else deadline - time.monotonic()
             thread.join(max(0.0, min(2.0, left)))
         leftovers: list[Envelope] = []
@@ -279,7 +309,7 @@ class BackgroundEmitter:
             self._give_up(leftovers)
         if self._spool is not None:
             self._spool.release()
-        if thread is None or not thread.is_alive():
+        if not any(thread.is_alive() for thread in threads):
             self._transport.close()
             if self._spool is not None:
                 self._spool.close()
@@ -340,7 +370,7 @@ class BackgroundEmitter:
                 for key in due:
                     del born[key]
                 for batch in ready:
-                    self._send(batch)
+                    self._hand_over(batch)
                 continue
             if not buffers:
                 with self._idle:
@@ -355,6 +385,9 @@ class BackgroundEmitter:
             self._give_up(leftovers)
             with self._lock:
                 self._held -= len(leftovers)
+        with self._outbox_changed:
+            self._outbox.append(None)  # tells the sender no more payloads will come
+            self._outbox_changed.notify_all()
         with self._idle:
             self._idle.notify_all()
 
@@ -379,7 +412,9 @@ class BackgroundEmitter:
                 with self._lock:
                     self._held -= count - taken
                 return
-            key = envelope.batch_key()
+            with contextlib.suppress(Exception):  # the sender meets it again and reports it
+                envelope.seal()  # encoded now: it waits as bytes, not as objects
+            key = (id(envelope.visitor), envelope.session_id)  # batch_key(), inlined
             buffer = buffers.get(key)
             if buffer is None:
                 buffer = buffers[key] = []
@@ -393,43 +428,71 @@ class BackgroundEmitter:
         with self._lock:
             self._retried += 1
 
-    def _send(self, batch: list[Envelope]) -> None:
-        for run in group(batch):
+    def _hand_over(self, batch: list[Envelope]) -> None:
+        """Put a buffer's payloads in the outbox, waiting while it is full (the sender is
+        busy with the payload before)."""
+        outbox = self._outbox
+        for run in split_by_head(batch):
             if self._stop.is_set():  # closing: no new request, keep or report the events
                 self._give_up(run)
                 with self._lock:
                     self._held -= len(run)
                 continue
-            try:
-                response = deliver(
-                    self._transport,
-                    self.retry,
-                    run,
-                    stop_event=self._stop,
-                    on_retry=self._count_retry,
-                    max_bytes=self.max_batch_bytes,
-                )
-            except DeliveryError as error:
-                if is_retryable(error) and (self._stop.is_set() or self._spool is not None):
-                    self._give_up(run)  # cut short by close(), or kept for the next run
-                else:
-                    self._fail(run, error)
-            except Exception:  # a bug must not kill the worker and strand the queue
-                logger.exception("unexpected error while sending")
-                self._fail(run, DeliveryError("internal error while sending"))
+            with self._outbox_changed:
+                while len(outbox) >= _OUTBOX_SIZE and not self._stop.is_set():
+                    self._outbox_changed.wait(0.1)
+                outbox.append(run)
+                self._outbox_changed.notify_all()
+
+    def _send_loop(self) -> None:
+        """The sender thread: post the outbox's payloads in order until the worker ends."""
+        outbox = self._outbox
+        while True:
+            with self._outbox_changed:
+                while not outbox:
+                    self._outbox_changed.wait()
+                run = outbox.popleft()
+                self._outbox_changed.notify_all()  # room for the worker's next payload
+            if run is None:
+                return
+            self._send(run)
+            with self._idle:
+                self._idle.notify_all()
+            with self._room:
+                self._room.notify_all()
+
+    def _send(self, run: list[Envelope]) -> None:
+        if self._stop.is_set():  # closing: no new request, keep or report the events
+            self._give_up(run)
+            with self._lock:
+                self._held -= len(run)
+            return
+        try:
+            response = deliver(
+                self._transport,
+                self.retry,
+                run,
+                stop_event=self._stop,
+                on_retry=self._count_retry,
+                max_bytes=self.max_batch_bytes,
+            )
+        except DeliveryError as error:
+            if is_retryable(error) and (self._stop.is_set() or self._spool is not None):
+                self._give_up(run)  # cut short by close(), or kept for the next run
             else:
-                with self._lock:
-                    self._sent += len(run)
-                if self._spool is not None:
-                    self._spool.remove(run)
-                self._callbacks.success(run, response)
-            finally:
-                with self._lock:
-                    self._held -= len(run)
-        with self._idle:
-            self._idle.notify_all()
-        with self._room:
-            self._room.notify_all()
+                self._fail(run, error)
+        except Exception:  # a bug must not kill the sender and strand the queue
+            logger.exception("unexpected error while sending")
+            self._fail(run, DeliveryError("internal error while sending"))
+        else:
+            with self._lock:
+                self._sent += len(run)
+            if self._spool is not None:
+                self._spool.remove(run)
+            self._callbacks.success(run, response)
+        finally:
+            with self._lock:
+                self._held -= len(run)
 
     def _fail(self, run: list[Envelope], error: DeliveryError) -> None:
         with self._lock:

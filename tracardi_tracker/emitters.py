@@ -9,6 +9,7 @@ payload to ``on_success`` or ``on_failure``.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -19,7 +20,13 @@ import attrs
 import requests
 
 from ._retry import RetryPolicy
-from ._serialization import JsonDict, dumps, event_to_wire, payload_to_wire
+from ._serialization import (
+    JsonDict,
+    dumps_kept,
+    encode_payload,
+    event_to_wire,
+    payload_to_wire,
+)
 from ._transport import DEFAULT_TIMEOUT, HttpTransport, TrackResponse, Transport
 from ._visitors import Visitor
 from .events import BaseEvent
@@ -51,10 +58,12 @@ class PayloadHead:
 class Envelope:
     """One tracked event on its way out: its id, the event, its session and visitor.
 
-    ``source`` is the event object as tracked (``None`` for an event read back from
-    a spool); :attr:`event` is its wire form, built on first use so the caller's
-    ``track()`` does not pay for it. Emitters put envelopes with equal
-    :meth:`batch_key` and equal ``head`` in one payload.
+    ``source`` is the event object as tracked, until the emitter encodes it
+    (:meth:`seal`); it is ``None`` after that and for an event read back from a
+    spool. :attr:`event` is the wire form as a dict and :attr:`event_json` the same,
+    encoded; both are built on first use, so the caller's ``track()`` does not pay
+    for them. Emitters put envelopes with equal :meth:`batch_key` and equal ``head``
+    in one payload.
     """
 
     event_id: str
@@ -66,17 +75,39 @@ class Envelope:
     wire: JsonDict | None = attrs.field(default=None, repr=False)
     spool_seq: int | None = attrs.field(default=None, repr=False)
     """The event's row in the spool, when there is one."""
+    encoded: bytes | None = attrs.field(default=None, repr=False)
+    """The event's wire form as JSON, once made."""
 
     @property
     def event(self) -> JsonDict:
         """The event as it goes into the payload's ``events`` list."""
         wire = self.wire
         if wire is None:
-            assert self.source is not None
-            wire = event_to_wire(self.source, self.event_id)
-            if self.tags:
-                wire["tags"] = [*self.tags, *wire.get("tags", ())]
-            self.wire = wire
+            wire = self.wire = self._build() if self.encoded is None else json.loads(self.encoded)
+        return wire
+
+    @property
+    def event_json(self) -> bytes:
+        """The event's wire form encoded as JSON (made once, then kept)."""
+        encoded = self.encoded
+        if encoded is None:
+            wire = self.wire if self.wire is not None else self._build()
+            encoded = self.encoded = dumps_kept(wire)
+        return encoded
+
+    def seal(self) -> None:
+        """Encode the event now and let go of the event object and its dicts: what
+        waits to be sent is then one bytes object, cheap to hold and never scanned by
+        the garbage collector."""
+        self.event_json  # noqa: B018 -- made and kept
+        self.source = None
+        self.wire = None
+
+    def _build(self) -> JsonDict:
+        assert self.source is not None
+        wire = event_to_wire(self.source, self.event_id)
+        if self.tags:
+            wire["tags"] = [*self.tags, *wire.get("tags", ())]
         return wire
 
     def batch_key(self) -> tuple[int, str]:
@@ -116,13 +147,37 @@ def group(envelopes: Sequence[Envelope]) -> list[list[Envelope]]:
     runs: list[list[Envelope]] = []
     open_runs: dict[tuple[int, str], list[Envelope]] = {}
     for envelope in envelopes:
-        key = envelope.batch_key()
+        key = (id(envelope.visitor), envelope.session_id)
         run = open_runs.get(key)
-        if run is None or run[0].head != envelope.head:
+        if run is None or not _same_head(run[0].head, envelope.head):
             run = open_runs[key] = []
             runs.append(run)
         run.append(envelope)
     return runs
+
+
+def split_by_head(envelopes: list[Envelope]) -> list[list[Envelope]]:
+    """Split envelopes of one batch key into runs of one payload head, keeping order.
+
+    The common case, one head object for the whole batch, costs a pass of identity checks.
+    """
+    head = envelopes[0].head
+    for envelope in envelopes:
+        if envelope.head is not head:
+            break
+    else:
+        return [envelopes]
+    runs: list[list[Envelope]] = [[]]
+    for envelope in envelopes:
+        if not _same_head(head, envelope.head):
+            head = envelope.head
+            runs.append([])
+        runs[-1].append(envelope)
+    return runs
+
+
+def _same_head(one: PayloadHead, other: PayloadHead) -> bool:
+    return one is other or one == other
 
 
 def deliver(
@@ -150,7 +205,7 @@ def deliver(
 
     def post(chunk: Sequence[Envelope]) -> TrackResponse:
         nonlocal profile_id
-        body = dumps(
+        body = encode_payload(
             payload_to_wire(
                 source_id=head.source_id,
                 session_id=session_id,
@@ -161,8 +216,9 @@ def deliver(
                 context=head.context,
                 properties=head.properties,
                 options=head.options,
-                events=[envelope.event for envelope in chunk],
-            )
+                events=(),
+            ),
+            [envelope.event_json for envelope in chunk],
         )
         if max_bytes is not None and len(body) > max_bytes and len(chunk) > 1:
             middle = len(chunk) // 2

@@ -14,11 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import attrs
-from slugify import slugify
 
-from ._times import utcnow
+from ._times import from_epoch_us, now_us
 from .exceptions import InvalidEventError
-from .models import SelfDescribingJson, Subject, Time
+from .models import SelfDescribingJson, Subject, Time, event_type_slug
 
 __all__ = [
     "BaseEvent",
@@ -156,8 +155,14 @@ class BaseEvent:
         default=None, kw_only=True, converter=_copy_mapping, validator=_check_mapping
     )
     event_id: str | None = attrs.field(default=None, kw_only=True, validator=_check_event_id)
-    made_at: datetime = attrs.field(factory=utcnow, init=False, eq=False, repr=False)
-    """When the event object was made: its default collection time (``time.insert``)."""
+    made_us: int = attrs.field(factory=now_us, init=False, eq=False, repr=False)
+    """When the event object was made, in microseconds since the Unix epoch: its default
+    collection time (``time.insert``). :attr:`made_at` gives it as a datetime."""
+
+    @property
+    def made_at(self) -> datetime:
+        """When the event object was made, as an aware UTC datetime."""
+        return from_epoch_us(self.made_us)
 
 
 @attrs.frozen
@@ -223,7 +228,7 @@ class SelfDescribing(BaseEvent):
 
 def _check_type(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     _non_empty_str(instance, attribute, value)
-    if not slugify(str(value)):
+    if not event_type_slug(str(value)):
         raise InvalidEventError("type", f"{value!r} has no letters or digits to make a type from")
 
 

@@ -6,6 +6,7 @@ Tracardi's JSON is :mod:`tracardi_tracker._serialization`'s job.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -20,6 +21,15 @@ from .exceptions import InvalidEventError
 __all__ = ["Options", "SelfDescribingJson", "Subject", "Time"]
 
 _IGLU = re.compile(r"^iglu:([^/\s]+)/([^/\s]+)/([^/\s]+)/(\d+-\d+-\d+)$")
+
+
+@functools.lru_cache(maxsize=4096)
+def event_type_slug(name: str) -> str:
+    """The Tracardi event type for a name: its slug (``Page View`` gives ``page-view``).
+
+    Cached: an application tracks few distinct types, and slugifying costs microseconds.
+    """
+    return slugify(name)
 
 
 TimeInput = datetime | str | int | float | None
@@ -133,7 +143,7 @@ class SelfDescribingJson:
     @property
     def event_type(self) -> str:
         """The Tracardi event type this schema names: the slug of its name."""
-        return slugify(self.name)
+        return event_type_slug(self.name)
 
 
 def _optional_str(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
