@@ -1,7 +1,7 @@
 """Side by side with the peers: the same workload through our tracker, Snowplow's,
 Segment's and PostHog's, each against a do-nothing loopback sink that counts events.
 
-    python bench/peers.py [--events 100000] [--visitors 100]
+    python bench/peers.py [--events 100000] [--visitors 100] [--sdk tracardi-tracker ...]
 
 The peers' SDKs are installed in their own virtual environment (``.bench-peers/``, made on
 first use from PyPI: snowplow-tracker 1.1.0, segment-analytics-python 2.4.0, posthog 7.9.1),
@@ -26,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / ".bench-peers"
+SDKS = ("tracardi-tracker", "snowplow", "segment", "posthog")
 PINS = ["snowplow-tracker==1.1.0", "segment-analytics-python==2.4.0", "posthog==7.9.1"]
 
 
@@ -144,6 +145,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--visitors", type=int, default=100)
+    parser.add_argument(
+        "--sdk",
+        action="append",
+        choices=SDKS,
+        help="measure only this SDK (repeatable); default: all four",
+    )
     args = parser.parse_args()
     print("command:", "python", " ".join(sys.argv))
     with socket.socket() as probe:
@@ -151,15 +158,12 @@ def main() -> None:
         port = probe.getsockname()[1]
     server = ThreadingHTTPServer(("127.0.0.1", port), _Sink)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    peers = peers_python()
+    chosen = args.sdk or list(SDKS)
+    peers = peers_python() if set(chosen) - {"tracardi-tracker"} else sys.executable
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     try:
-        for sdk, python in [
-            ("tracardi-tracker", sys.executable),
-            ("snowplow", peers),
-            ("segment", peers),
-            ("posthog", peers),
-        ]:
+        for sdk in chosen:
+            python = sys.executable if sdk == "tracardi-tracker" else peers
             argv = [python, "-c", WORKLOAD, sdk, str(port), str(args.events), str(args.visitors)]
             result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
             print(result.stdout.strip() or f"{sdk}: failed: {result.stderr.strip()[-500:]}")
