@@ -151,7 +151,7 @@ def main() -> None:
         print("memory queue:", json.dumps(result))
         if args.spool:
             with tempfile.TemporaryDirectory() as tmp:
-                spooled = run(url, args.events, args.visitors, str(Path(tmp) / "spool.sqlite3"))
+                spooled = run(url, args.events, args.visitors, str(Path(tmp) / "spool"))
             print("with spool:  ", json.dumps(spooled))
             print(f"spool cost: {spooled['track_us_mean'] / result['track_us_mean']:.2f}x track()")
 

@@ -97,7 +97,7 @@ def test_close_against_a_dead_collector_returns_by_its_deadline_reporting_the_un
 def test_kill_9_with_a_spool_then_a_restart_delivers_everything_once(
     tracardi_collector: Collector, tmp_path: Path
 ) -> None:
-    spool = tmp_path / "spool.sqlite3"
+    spool = tmp_path / "spool"
     tracardi_collector.refuse_connections(3)  # nothing can be delivered before the kill
     child = run_python(
         f"""

@@ -1,4 +1,5 @@
-"""The durable spool: events outlive kill -9, close deadlines and outages."""
+"""The durable spool with the background emitter: kill -9, close deadlines, outages,
+processes and forks sharing one spool."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+
+import pytest
 
 from tracardi_tracker import BackgroundEmitter, Event, RetryPolicy, Tracker
 from tracardi_tracker._capture import CapturingTransport
@@ -25,7 +28,7 @@ def closed_port() -> int:
 
 
 def test_events_survive_kill_9_and_are_sent_once_by_the_next_run(tmp_path: Path) -> None:
-    spool = tmp_path / "spool.sqlite3"
+    spool = tmp_path / "spool"
     script = textwrap.dedent(
         f"""
         import sys
@@ -67,7 +70,7 @@ def test_events_survive_kill_9_and_are_sent_once_by_the_next_run(tmp_path: Path)
 
 
 def test_events_unsent_at_the_close_deadline_stay_in_the_spool(tmp_path: Path) -> None:
-    spool = tmp_path / "spool.sqlite3"
+    spool = tmp_path / "spool"
     dead = CapturingTransport(lambda payload: (503, {"detail": "down"}))
     failures: list[object] = []
     emitter = BackgroundEmitter(
@@ -94,7 +97,7 @@ def test_events_unsent_at_the_close_deadline_stay_in_the_spool(tmp_path: Path) -
 def test_an_overflowing_queue_keeps_events_in_the_spool_instead_of_dropping(
     tmp_path: Path,
 ) -> None:
-    spool = tmp_path / "spool.sqlite3"
+    spool = tmp_path / "spool"
     dead = CapturingTransport(lambda payload: (503, {"detail": "down"}))
     emitter = BackgroundEmitter(
         spool=spool,
@@ -116,11 +119,92 @@ def test_an_overflowing_queue_keeps_events_in_the_spool_instead_of_dropping(
 
 
 def test_a_live_process_keeps_its_own_spooled_events(tmp_path: Path) -> None:
-    spool = tmp_path / "spool.sqlite3"
+    spool = tmp_path / "spool"
     gate = CapturingTransport(lambda payload: (503, {"detail": "down"}))
     mine = BackgroundEmitter(spool=spool, transport=gate, retry=FAST_RETRY, flush_interval=0.01)
     Tracker("http://t.example", "src", emitter=mine).track(Event("x"))
     other = CapturingTransport()
     BackgroundEmitter(spool=spool, transport=other).close(1)
-    assert other.requests == []  # the owner is alive: its rows are not claimed
+    assert other.requests == []  # the owner is alive: its events are not taken
     mine.close(0.1)
+
+
+def live_tracker(spool: Path, count: int) -> subprocess.Popen[str]:
+    """A process that tracks ``count`` events it cannot deliver, prints their ids and
+    waits (alive) until it is killed."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from tracardi_tracker import BackgroundEmitter, Event, RetryPolicy, Tracker
+        retry = RetryPolicy(attempts=10**6, initial_wait=0.01, max_wait=0.05, max_elapsed=600)
+        emitter = BackgroundEmitter(spool={str(spool)!r}, flush_interval=0.01, retry=retry)
+        tracker = Tracker("http://127.0.0.1:{closed_port()}", "src", emitter=emitter)
+        ids = [tracker.track(Event("x", {{"n": n}})) for n in range({count})]
+        print(",".join(ids), flush=True)
+        sys.stdin.read()
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+
+
+def sent_by_a_new_emitter(spool: Path) -> list[str]:
+    transport = CapturingTransport()
+    emitter = BackgroundEmitter(spool=spool, transport=transport, flush_interval=0.01)
+    assert emitter.close(10) == 0
+    return [event["id"] for event in transport.events]
+
+
+def test_processes_sharing_a_spool_never_send_each_others_live_events(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    first, second = live_tracker(spool, 40), live_tracker(spool, 60)
+    with first, second:
+        assert first.stdout is not None
+        assert second.stdout is not None
+        first_ids = first.stdout.readline().strip().split(",")
+        second_ids = second.stdout.readline().strip().split(",")
+        assert sent_by_a_new_emitter(spool) == []  # both alive: nothing taken
+
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        assert sent_by_a_new_emitter(spool) == first_ids  # only the dead one's, in order
+
+        second.send_signal(signal.SIGKILL)
+        second.wait(10)
+        assert sent_by_a_new_emitter(spool) == second_ids
+    assert sent_by_a_new_emitter(spool) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_takes_or_resends_the_parents_live_events(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    dead = CapturingTransport(lambda payload: (503, {"detail": "down"}))
+    emitter = BackgroundEmitter(spool=spool, transport=dead, retry=FAST_RETRY, flush_interval=0.01)
+    tracker = Tracker("http://t.example", "src", emitter=emitter)
+    parent_ids = [tracker.track(Event("parent", {"n": n})) for n in range(5)]
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            transport = CapturingTransport()
+            opened = BackgroundEmitter(spool=spool, transport=transport)
+            opened.close(2)
+            tracker.track(Event("child"))  # in the child's own log; kept at close
+            tracker.close(0.2)
+            code = 0 if transport.requests == [] else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0  # the child took nothing of the parent's
+    taker = Spool(spool)
+    taken = taker.claim_orphans()  # the child closed its copies of the parent's log unlocked
+    assert [envelope.event["type"] for envelope in taken] == ["child"]
+    taker.close()
+    tracker.close(0.2)
+    assert sorted(sent_by_a_new_emitter(spool)) == sorted([*parent_ids, taken[0].event_id])

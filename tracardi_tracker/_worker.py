@@ -97,10 +97,10 @@ class BackgroundEmitter:
     by their deadline with the number of events still unsent. At interpreter exit
     the queue is flushed for at most ``atexit_timeout`` seconds.
 
-    ``spool=PATH`` keeps every event in a SQLite file until Tracardi has it: events
-    survive a ``kill -9`` and outages longer than the queue holds, and are sent by the
-    next emitter opened on the same spool. Events unsent at a ``close()`` deadline
-    stay in the spool.
+    ``spool=PATH`` keeps every event in a directory of append-only logs until Tracardi
+    has it (see :mod:`tracardi_tracker._spool`): events survive a ``kill -9`` and
+    outages longer than the queue holds, and are sent by the next emitter opened on the
+    same spool. Events unsent at a ``close()`` deadline stay in the spool.
 
     A forked child (gunicorn ``--preload``, multiprocessing) gets a fresh queue,
     worker and HTTP session and never resends its parent's events.
@@ -176,7 +176,7 @@ class BackgroundEmitter:
         self._setup()
         self._transport.reset()
         if spool_path is not None:
-            self._spool = Spool(spool_path)  # a connection of this process's own
+            self._spool = Spool(spool_path)  # a handle of this process's own
 
     # -- the caller's side ---------------------------------------------------------
 
