@@ -49,6 +49,20 @@ def test_out_of_order_acknowledgements_leave_an_exact_low_water_mark_and_done_se
     again.close()
 
 
+def test_memory_holds_only_rows_on_their_way_and_done_rows_above_them() -> None:
+    state = Checkpoint(None, IDENTITY, restart=False)
+    for where in range(1, 100_001):
+        state.track(where)
+
+    state.resolve(list(range(1, 90_001)))  # acknowledged in order: nothing left to hold
+    state.resolve(list(range(95_001, 96_001)))  # ahead of rows still on their way
+
+    assert len(state._pending) == 10_000
+    assert len(state._resolved) == 1_000
+    assert state.snapshot(head=100_001) == 90_001
+    state.close()
+
+
 def test_acknowledgements_survive_a_crash_before_any_snapshot(tmp_path: Path) -> None:
     path = tmp_path / "import.checkpoint"
     state = Checkpoint(path, IDENTITY, restart=False)

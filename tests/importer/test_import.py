@@ -515,3 +515,24 @@ def test_csv_columns_the_mapping_does_not_read_are_reported(
     (warning,) = summary.warnings
     assert "colour" in warning
     assert "warning: " in summary.describe()
+
+
+def test_a_row_read_when_a_snapshot_falls_due_is_sent_not_counted_as_done(
+    jsonl: Files,
+    run: Run,
+    capture: CapturingTransport,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tracardi_tracker.importer._checkpoint import Checkpoint
+    from tracardi_tracker.importer._importer import _TICK
+
+    monkeypatch.setattr(Checkpoint, "due", lambda self, interval=1.0: True)
+    # the loop looks at the clock (snapshot) every _TICK rows, before handling that row;
+    # nothing is on its way then, since every earlier row was rejected
+    path = jsonl(["{not json"] * (_TICK - 1) + [row("view", 1)])
+
+    summary = run([path], checkpoint=tmp_path / "c")
+
+    assert (summary.sent, summary.skipped, summary.rejected) == (1, 0, _TICK - 1)
+    assert len(capture.events) == 1

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tracardi_tracker import Event, Time
-from tracardi_tracker._serialization import event_to_wire
+from tracardi_tracker._serialization import event_to_wire, time_to_wire
 from tracardi_tracker.importer import EVENT_NAMESPACE, FieldMapping, ImportConfigError
 from tracardi_tracker.importer._mapping import (
     FieldError,
@@ -67,9 +67,9 @@ def test_the_export_format_needs_no_mapping() -> None:
     }
     assert result.profile_id == "p-1"
     assert result.profile_ids == ["crm:1", "email:a@b.c"]
-    assert result.profile_meta == Time(create="2021-06-01T00:00:00Z")
+    assert result.profile_meta == time_to_wire(Time(create="2021-06-01T00:00:00Z"))
     assert result.session_id == "s-1"
-    assert result.session_meta == Time(create="2023-03-01T09:59:58Z")
+    assert result.session_meta == time_to_wire(Time(create="2023-03-01T09:59:58Z"))
     assert result.key == "p-1"
 
 

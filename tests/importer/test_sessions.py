@@ -8,6 +8,7 @@ import pytest
 from importer_helpers import at, row
 
 from tracardi_tracker import Time
+from tracardi_tracker._serialization import time_to_wire
 from tracardi_tracker.importer import SESSION_NAMESPACE, FieldMapping
 from tracardi_tracker.importer._mapping import MappedRow, Mapper
 from tracardi_tracker.importer._sessions import OutOfOrderError, Sessioniser
@@ -53,7 +54,7 @@ def test_a_derived_session_carries_its_first_event_times() -> None:
     _, meta = sessioniser.place("p-1", mapped(3), 1)
     _, later = sessioniser.place("p-1", mapped(4), 2)
 
-    assert meta == later == Time(create=at(3), insert=at(3))
+    assert meta == later == time_to_wire(Time(create=at(3), insert=at(3)))
 
 
 def test_a_row_with_its_own_session_keeps_it() -> None:

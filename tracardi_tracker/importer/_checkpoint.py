@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import heapq
 import json
 import os
 import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -128,9 +127,11 @@ class Checkpoint:
             raise ImportConfigError(
                 f"checkpoint {self.path} is not readable ({error}); remove it or use --restart"
             ) from None
-        self._pending: list[int] = []
-        self._resolved: set[int] = set()
-        self._incoming: collections.deque[int] = collections.deque()
+        self._pending: collections.deque[int] = collections.deque()
+        self.track: Callable[[int], None] = self._pending.append
+        """Note that the row at a position is on its way (batched, not yet acknowledged);
+        called with increasing positions, so the rows on their way stay sorted."""
+        self._resolved: set[int] = set()  # done, but above the first row on its way
         self._replaced = self._count_profiles()
         self._last_snapshot = time.monotonic()
 
@@ -196,12 +197,12 @@ class Checkpoint:
         """Whether the row at ``where`` was done by an earlier run."""
         return where < self.low_water or where in self._done
 
-    def track(self, where: int) -> None:
-        """Note that the row at ``where`` is on its way (batched, not yet acknowledged)."""
-        heapq.heappush(self._pending, where)
-
     def resolve(self, positions: list[int]) -> None:
-        """Record rows as done: journaled at once (any thread)."""
+        """Record rows as done: journaled at once (any thread).
+
+        In memory only the done rows above the first row still on its way are kept (the
+        others are below the next mark), so memory follows the rows open, not the pace.
+        """
         if not positions:
             return
         with self._lock:
@@ -209,7 +210,11 @@ class Checkpoint:
                 self._db.execute(
                     "INSERT INTO journal (positions) VALUES (?)", (encode_positions(positions),)
                 )
-            self._incoming.extend(positions)
+            resolved = self._resolved
+            resolved.update(positions)
+            pending = self._pending
+            while pending and pending[0] in resolved:
+                resolved.discard(pending.popleft())
 
     def due(self, interval: float = 1.0) -> bool:
         """Whether a snapshot is due (``interval`` seconds since the last)."""
@@ -223,11 +228,9 @@ class Checkpoint:
         """
         with self._lock:
             resolved = self._resolved
-            while self._incoming:
-                resolved.add(self._incoming.popleft())
             pending = self._pending
             while pending and pending[0] in resolved:
-                heapq.heappop(pending)
+                pending.popleft()
             mark = max(self.low_water, pending[0] if pending else head)
             above = {value for value in resolved if value >= mark}
             above.update(value for value in self._done if value >= mark)

@@ -18,9 +18,9 @@ from ..models import Options
 from ..tracker import _endpoint_url
 from ._checkpoint import Checkpoint, input_start, position
 from ._errors import ImportAbortedError, ImportConfigError
-from ._http import ConnectionTransport
 from ._mapping import FieldError, FieldMapping, Mapper
-from ._progress import ProgressState, make_progress
+from ._pipeline import Pipeline
+from ._progress import NoProgress, ProgressState, make_progress
 from ._readers import Input, Rows, csv_text, open_inputs
 from ._sender import Batch, ProfileMapSink, RateLimiter, RejectSink, Sender
 from ._sessions import DEFAULT_MAX_PROFILES, OutOfOrderError, Sessioniser
@@ -32,7 +32,7 @@ DEFAULT_RETRY = RetryPolicy(attempts=8, initial_wait=0.5, max_wait=15.0, max_ela
 """Retries of one payload: patient, since giving up stops the import."""
 
 _LINE_MASK = (1 << 40) - 1
-_TICK = 1024  # rows between looks at the clock (progress, snapshots)
+_TICK = 256  # rows between looks at the answers and the clock (progress, snapshots)
 
 
 def _shard_hash(key: str) -> int:
@@ -119,8 +119,10 @@ def import_events(
     Each row becomes one event (see ``docs/importer.md`` for the format and ``mapping``).
     Rows without a session get one (a new one after ``session_gap`` seconds without an
     event of their profile). Payloads carry one session of one profile, up to
-    ``batch_size`` events; ``concurrency`` workers send them, each profile's in order;
-    ``rate`` caps events per second.
+    ``batch_size`` events; they go over ``concurrency`` keep-alive connections with one
+    request in flight on each, each profile's in order, from the calling thread (with a
+    ``transport_factory``, from a thread per transport it makes); ``rate`` caps events per
+    second.
 
     ``checkpoint`` (a file path) makes the import resumable: run the same call again after
     a crash or an interrupt and only what was not acknowledged is sent; once complete, a
@@ -191,7 +193,8 @@ def import_events(
             profile_map=profile_map,
             dry_run=dry_run,
             retry=retry or DEFAULT_RETRY,
-            transport_factory=transport_factory or (lambda: ConnectionTransport(timeout=timeout)),
+            transport_factory=transport_factory,
+            timeout=timeout,
             stop=stop or threading.Event(),
             max_open_rows=max_open_rows,
             max_open_profiles=max_open_profiles,
@@ -237,7 +240,8 @@ class _Run:
         profile_map: str | os.PathLike[str] | None,
         dry_run: bool,
         retry: RetryPolicy,
-        transport_factory: Callable[[], Transport],
+        transport_factory: Callable[[], Transport] | None,
+        timeout: float,
         stop: threading.Event,
         max_open_rows: int,
         max_open_profiles: int,
@@ -252,6 +256,7 @@ class _Run:
         self.stop = stop
         self.max_open_rows = max_open_rows
         self.progress = progress
+        self.shows_progress = not isinstance(progress, NoProgress)
         self.reject_path = Path(rejects) if rejects is not None else None
         self.rejects = RejectSink(rejects, self._describe, None if dry_run else state)
         self.profile_map = (
@@ -263,8 +268,25 @@ class _Run:
             max_profiles=max_open_profiles,
             on_close=self._flush,
         )
-        self.sender: Sender | None = None
-        if not dry_run:
+        self.sender: Sender | Pipeline | None = None
+        limit = RateLimiter(rate) if rate is not None else None
+        if dry_run:
+            pass
+        elif transport_factory is None:  # our own connections: requests in flight, one thread
+            self.sender = Pipeline(
+                url=url,
+                source_id=source_id,
+                options=Options(),
+                concurrency=concurrency,
+                retry=retry,
+                checkpoint=state,
+                rejects=self.rejects,
+                profile_map=self.profile_map,
+                rate=limit,
+                stop=stop,
+                timeout=timeout,
+            )
+        else:  # the caller's transports (blocking posts): a thread each
             self.sender = Sender(
                 url=url,
                 source_id=source_id,
@@ -275,7 +297,7 @@ class _Run:
                 checkpoint=state,
                 rejects=self.rejects,
                 profile_map=self.profile_map,
-                rate=RateLimiter(rate) if rate is not None else None,
+                rate=limit,
                 stop=stop,
             )
         self.open: dict[str, Batch] = {}
@@ -325,7 +347,10 @@ class _Run:
         return {"rows": max(int(previous.get("rows", 0)), self.rows)}
 
     def _tick(self) -> None:
-        self.progress.update(self._progress_state())
+        if self.sender is not None:
+            self.sender.poll()
+        if self.shows_progress:
+            self.progress.update(self._progress_state())
         if self.state.persistent and self.state.due():
             self.state.snapshot(self.head, self._totals())
 
@@ -356,7 +381,21 @@ class _Run:
             self._flush(key)
 
     def _read(self, index: int, item: Input, casts: Any, separator: str) -> None:
+        base = input_start(index)
+        rows_before = self.rows
+        read = [0, base]  # rows read, next position: kept current by _read_rows
+        try:
+            self._read_rows(index, item, casts, separator, read)
+        finally:
+            self.rows = rows_before + read[0]
+            self.head = max(self.head, read[1])
+
+    def _read_rows(
+        self, index: int, item: Input, casts: Any, separator: str, read: list[int]
+    ) -> None:
+        """The loop over one input's rows (the hot path: everything it needs is local)."""
         state = self.state
+        resumed = state.resumed  # on a fresh run no row can be done before it is read
         is_done = state.is_done
         track = state.track
         reject = self.rejects.reject
@@ -369,27 +408,34 @@ class _Run:
         batch_size = self.batch_size
         max_open = self.max_open_rows
         base = input_start(index)
+        rows_before = self.rows
         last_line = 0
+        count = 0
         countdown = _TICK
         for line, raw, data, error in item.records(casts, list_separator=separator):
+            count += 1
             if line < 0:  # the rest of the input cannot be read
                 assert error is not None
+                read[0] = count
                 reject(position(index, last_line + 1), raw, error[0], error[1], resolve=False)
-                self.rows += 1
                 return
             last_line = line
             where = base | line
-            self.head = where + 1
-            self.rows += 1
             countdown -= 1
             if countdown == 0:
                 countdown = _TICK
+                read[0] = count
+                read[1] = where
+                self.rows = rows_before + count
+                self.head = where
                 self._tick()
-                if stop_is_set():
+                if stop_is_set():  # this row is left for the next run
+                    read[0] = count - 1
+                    self.rows = rows_before + count - 1
                     return
             if data is None:
                 assert error is not None
-                if is_done(where):
+                if resumed and is_done(where):
                     self.skipped += 1
                 else:
                     reject(where, raw, error[0], error[1])
@@ -402,7 +448,7 @@ class _Run:
             try:
                 row = mapper_map(raw, data)
             except FieldError as problem:
-                if is_done(where):
+                if resumed and is_done(where):
                     self.skipped += 1
                 else:
                     reject(where, raw, problem.field, problem.reason)
@@ -414,12 +460,12 @@ class _Run:
             try:
                 session_id, session_meta = place(key, row, line)
             except OutOfOrderError as problem:
-                if is_done(where):
+                if resumed and is_done(where):
                     self.skipped += 1
                 else:
                     reject(where, raw, "time.create", problem.reason)
                 continue
-            if is_done(where):
+            if resumed and is_done(where):
                 self.skipped += 1
                 continue
             batch = open_batches.get(key)
@@ -445,6 +491,8 @@ class _Run:
             self.open_rows += 1
             if self.open_rows > max_open:
                 self._flush(next(iter(open_batches)))
+        read[0] = count
+        read[1] = base | (last_line + 1)
         self._check_columns(item)
 
     def _check_columns(self, item: Input) -> None:

@@ -21,6 +21,7 @@ making an :class:`~tracardi_tracker.Event` per row, for speed.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import math
 import re
@@ -36,7 +37,6 @@ import attrs
 from .._serialization import event_type_slug
 from .._times import format_utc, from_epoch
 from ..exceptions import InvalidEventError
-from ..models import Time
 from ._errors import ImportConfigError
 from ._readers import CAST_NAMES, FORMATS, make_cast
 
@@ -85,6 +85,12 @@ _MAX_EVENT_ID = 64
 _MIN_EPOCH = 10**9  # 2001-09-09: a smaller number is more likely a YYYYMMDD date than a time
 _NUMERIC = re.compile(r"[+-]?\d+(\.\d+)?")
 _CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z\Z")
+# The canonical form without the regex, for the common case: its length, the "Z", and the
+# separators at 4, 7, 10, 13, 16 and 19; ``fromisoformat`` then accepts only ASCII digits
+# everywhere else (a test checks the two agree). Cheaper than the regex by half.
+_CANONICAL_LENGTHS = frozenset((20, 22, 23, 24, 25, 26, 27))
+_CANONICAL_SHAPES = frozenset(("--T::.", "--T::Z"))
+_FRACTION = re.compile(r"(\d{2}:\d{2}:\d{2})[.,](\d+)")
 _DATE = re.compile(r"\d{4}(-?\d{2}){0,2}\Z")
 _OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{2}):?(\d{2})$")
 
@@ -137,11 +143,18 @@ def parse_time(value: object, field: str, zone: tzinfo | None) -> tuple[str, dat
     8-digit ``20230101`` is a date, not a time); date-only strings are refused (Tracardi
     answers 422 to them). Raises :class:`FieldError`.
     """
-    if type(value) is str and _CANONICAL.match(value):
+    if (
+        type(value) is str
+        and len(value) in _CANONICAL_LENGTHS
+        and value[-1] == "Z"
+        and value[4:20:3] in _CANONICAL_SHAPES
+    ):
         try:  # the common case, already in the form Tracardi gets: kept exactly as it is
             return value, _from_zulu(value)
         except ValueError:
-            raise FieldError(field, f"{value!r} is not a valid date and time") from None
+            if _CANONICAL.match(value):
+                raise FieldError(field, f"{value!r} is not a valid date and time") from None
+        # not digits where digits belong: the general rules below say what it is
     if isinstance(value, str):
         text = value.strip()
         if not text:
@@ -152,9 +165,8 @@ def parse_time(value: object, field: str, zone: tzinfo | None) -> tuple[str, dat
             if _DATE.match(text):
                 raise FieldError(field, f"{value!r} is a date without a time of day")
             raise FieldError(field, f"{value!r} is not an ISO-8601 date and time")
-        zulu = text[-1] in "zZ"
         try:
-            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if zulu else text)
+            parsed = _from_iso(text)
         except ValueError:
             raise FieldError(field, f"{value!r} is not an ISO-8601 date and time") from None
         if parsed.tzinfo is None:
@@ -179,15 +191,31 @@ def parse_time(value: object, field: str, zone: tzinfo | None) -> tuple[str, dat
     return _epoch(value, value, field)
 
 
-if sys.version_info >= (3, 11):
-    _from_zulu = datetime.fromisoformat
-else:  # pragma: no cover - Python 3.10 reads no "Z"
+def _from_iso(text: str) -> datetime:
+    """``datetime.fromisoformat`` the same on every Python: a trailing ``Z`` read as UTC and
+    fractions of a second of any length (truncated to µs), which 3.10's refuses."""
+    if text[-1] in "zZ":
+        text = text[:-1] + "+00:00"
+    match = _FRACTION.search(text)
+    if match is not None and len(match.group(2)) != 6:
+        digits = match.group(2)[:6].ljust(6, "0")
+        text = f"{text[: match.start()]}{match.group(1)}.{digits}{text[match.end() :]}"
+    return _fromisoformat(text)
 
-    def _from_zulu(text: str) -> datetime:
-        head, dot, fraction = text[:-1].partition(".")
-        if dot:  # 3.10 reads 3 or 6 digits only
-            head = f"{head}.{fraction.ljust(6, '0')}"
-        return datetime.fromisoformat(head + "+00:00")
+
+def _from_zulu_310(text: str) -> datetime:
+    """Read a canonical ``...Z`` time with 3.10's ``fromisoformat`` (no ``Z``, fractions of
+    3 or 6 digits only); 3.11 reads it as it is."""
+    head, dot, fraction = text[:-1].partition(".")
+    if dot:
+        head = f"{head}.{fraction.ljust(6, '0')}"
+    return _fromisoformat(head + "+00:00")
+
+
+_fromisoformat = datetime.fromisoformat  # the one place the standard parser is called
+_from_zulu: Callable[[str], datetime] = (
+    datetime.fromisoformat if sys.version_info >= (3, 11) else _from_zulu_310
+)
 
 
 def _epoch(number: float, shown: object, field: str) -> tuple[str, datetime]:
@@ -350,20 +378,27 @@ class FieldMapping:
         return {column: make_cast(name, self.list_separator) for column, name in self.types.items()}
 
 
-def _load_toml(text: str, file: Path) -> Any:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
+def _toml_reader() -> Any:
+    """The TOML parser: ``tomllib`` (3.11+), else the ``tomli`` package it came from (3.10);
+    ``None`` when neither is there."""
+    for name in ("tomllib", "tomli"):
         try:
-            import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+            return importlib.import_module(name)
         except ImportError:
-            raise ImportConfigError(
-                f"{file}: reading TOML on Python 3.10 needs the 'tomli' package; "
-                "or write the mapping as JSON"
-            ) from None
+            continue
+    return None
+
+
+def _load_toml(text: str, file: Path) -> Any:
+    reader = _toml_reader()
+    if reader is None:
+        raise ImportConfigError(
+            f"{file}: reading TOML on Python 3.10 needs the 'tomli' package; "
+            "or write the mapping as JSON"
+        )
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
+        return reader.loads(text)
+    except reader.TOMLDecodeError as error:
         raise ImportConfigError(f"{file}: not valid TOML ({error})") from None
 
 
@@ -409,6 +444,7 @@ class MappedRow:
         "create",
         "event",
         "insert",
+        "key",
         "profile_id",
         "profile_ids",
         "profile_meta",
@@ -425,9 +461,9 @@ class MappedRow:
         insert: datetime | None,
         profile_id: str | None,
         profile_ids: list[str] | None,
-        profile_meta: Time | None,
+        profile_meta: dict[str, str] | None,
         session_id: str | None,
-        session_meta: Time | None,
+        session_meta: dict[str, str] | None,
     ) -> None:
         self.event = event
         self.t = t
@@ -438,16 +474,15 @@ class MappedRow:
         self.profile_meta = profile_meta
         self.session_id = session_id
         self.session_meta = session_meta
-
-    @property
-    def key(self) -> str:
+        if profile_id is not None:
+            key = profile_id
+        elif session_id is not None:
+            key = "\x00session:" + session_id
+        else:
+            key = "\x00event:" + str(event["id"])
+        self.key = key
         """What orders, sessions and shards the row: its profile, else its session, else
         the event itself."""
-        if self.profile_id is not None:
-            return self.profile_id
-        if self.session_id is not None:
-            return "\x00session:" + self.session_id
-        return "\x00event:" + str(self.event["id"])
 
 
 _METADATA = ("create", "insert", "update")
@@ -455,14 +490,19 @@ _METADATA = ("create", "insert", "update")
 
 class Mapper:
     """A :class:`FieldMapping` compiled for speed: ``map(raw, row)`` gives a
-    :class:`MappedRow` or raises :class:`FieldError`."""
+    :class:`MappedRow` or raises :class:`FieldError`.
 
-    def __init__(self, mapping: FieldMapping, source_id: str) -> None:
+    Without ``fields`` (the export format read as it is, the common case) ``map`` reads the
+    row directly; otherwise it goes through a getter per field. Both check the same things
+    in the same order (``generic=True`` forces the getters, for the test that says so).
+    """
+
+    def __init__(self, mapping: FieldMapping, source_id: str, *, generic: bool = False) -> None:
         self.mapping = mapping
         self.zone = parse_timezone(mapping.timezone) if mapping.timezone else None
-        self.map: Callable[[bytes, dict[str, Any]], MappedRow] = self._compile(
-            EVENT_NAMESPACE.bytes + source_id.encode() + b"\n"
-        )
+        id_prefix = EVENT_NAMESPACE.bytes + source_id.encode() + b"\n"
+        compile_map = self._compile if generic or mapping.fields else self._compile_export
+        self.map: Callable[[bytes, dict[str, Any]], MappedRow] = compile_map(id_prefix)
         """Validate one row and build its event (a compiled closure)."""
         get_profile = self._get("profile.id", scalar_parent=True)
 
@@ -496,37 +536,38 @@ class Mapper:
             if target.startswith(prefix)
         ]
 
-    def _metadata(self, entity: str) -> Callable[[dict[str, Any]], Time | None]:
-        """Read ``<entity>.metadata.{create,insert,update}`` as a :class:`Time`."""
+    def _metadata(self, entity: str) -> Callable[[dict[str, Any]], dict[str, str] | None]:
+        """Read ``<entity>.metadata.{create,insert,update}`` as wire times (UTC ``...Z``
+        text, the form :func:`~tracardi_tracker._serialization.time_to_wire` gives)."""
         zone = self.zone
         field = f"{entity}.metadata"
         targets = [f"{field}.{name}" for name in _METADATA]
         if not any(target in self.mapping.fields for target in targets):
             parent = _getter((entity, "metadata"))
 
-            def read_default(row: dict[str, Any]) -> Time | None:
+            def read_default(row: dict[str, Any]) -> dict[str, str] | None:
                 values = parent(row)
                 if values is None:
                     return None
                 if type(values) is not dict:
                     raise FieldError(field, f"must be an object, got {_shown(values)}")
                 found = {
-                    name: parse_time(values[name], f"{field}.{name}", zone)[1]
+                    name: format_utc(parse_time(values[name], f"{field}.{name}", zone)[1])
                     for name in _METADATA
                     if values.get(name) is not None
                 }
-                return Time(**found) if found else None
+                return found or None
 
             return read_default
         getters = [(name, self._get(f"{field}.{name}")) for name in _METADATA]
 
-        def read(row: dict[str, Any]) -> Time | None:
-            found: dict[str, datetime] = {}
+        def read(row: dict[str, Any]) -> dict[str, str] | None:
+            found: dict[str, str] = {}
             for name, getter in getters:
                 value = getter(row)
                 if value is not None:
-                    found[name] = parse_time(value, f"{field}.{name}", zone)[1]
-            return Time(**found) if found else None
+                    found[name] = format_utc(parse_time(value, f"{field}.{name}", zone)[1])
+            return found or None
 
         return read
 
@@ -548,32 +589,10 @@ class Mapper:
         extra_context = self._extras("context.")
         profile_meta = self._metadata("profile")
         session_meta = self._metadata("session")
-        slugs: dict[str, str] = {}
+        slugs, slug_of = _slugger()
 
         def strings(value: Any, field: str) -> list[str]:
-            if type(value) is str:
-                return [item.strip() for item in value.split(separator) if item.strip()]
-            if type(value) is not list:
-                raise FieldError(field, f"must be a list of strings, got {_shown(value)}")
-            for index, item in enumerate(value):
-                if type(item) is not str or not item.strip():
-                    raise FieldError(
-                        f"{field}[{index}]", f"must be a non-empty string, got {item!r}"
-                    )
-            return value
-
-        def slug_of(event_type: Any) -> str:
-            if event_type is None:
-                raise FieldError("type", "is missing")
-            if type(event_type) is not str:
-                raise FieldError("type", f"must be a string, got {_shown(event_type)}")
-            slug = event_type_slug(event_type.strip())
-            if not slug:
-                raise FieldError("type", f"{event_type!r} has no letters or digits")
-            if len(slugs) > 10_000:
-                slugs.clear()
-            slugs[event_type] = slug
-            return slug
+            return _strings(value, field, separator)
 
         def map_row(raw: bytes, row: dict[str, Any]) -> MappedRow:
             event_type = get_type(row)
@@ -653,6 +672,185 @@ class Mapper:
             )
 
         return map_row
+
+    def _compile_export(self, id_prefix: bytes) -> Callable[[bytes, dict[str, Any]], MappedRow]:
+        """``map`` for the default mapping: what :meth:`_compile` builds for it, with the
+        row read directly instead of through getters (a third of the cost)."""
+        zone = self.zone
+        separator = self.mapping.list_separator
+        slugs, slug_of = _slugger()
+        sha1 = hashlib.sha1
+        variant = _VARIANT
+        blank = object.__new__
+
+        def metadata(values: Any, field: str) -> dict[str, str] | None:
+            if type(values) is not dict:
+                raise FieldError(field, f"must be an object, got {_shown(values)}")
+            found = {
+                name: format_utc(parse_time(values[name], f"{field}.{name}", zone)[1])
+                for name in _METADATA
+                if values.get(name) is not None
+            }
+            return found or None
+
+        def map_export(raw: bytes, row: dict[str, Any]) -> MappedRow:
+            get = row.get
+            event_type = get("type")
+            slug = slugs.get(event_type) if type(event_type) is str else None
+            if slug is None:
+                slug = slug_of(event_type)
+
+            event_id = get("id")
+            if event_id is None:
+                digest = sha1(id_prefix + raw, usedforsecurity=False).hexdigest()
+                event_id = (
+                    f"{digest[:8]}-{digest[8:12]}-5{digest[13:16]}-"
+                    f"{variant[digest[16]]}{digest[17:20]}-{digest[20:32]}"
+                )
+            else:
+                event_id = _text(event_id, "id")
+                if len(event_id) > _MAX_EVENT_ID:
+                    raise FieldError("id", f"is longer than {_MAX_EVENT_ID} characters")
+
+            times = get("time")
+            if type(times) is dict:
+                create_value = times.get("create")
+                insert_value = times.get("insert")
+            else:  # "time": "..." is time.create
+                create_value = times
+                insert_value = None
+            if create_value is None:
+                raise FieldError("time.create", "is missing (every imported event needs its time)")
+            create: datetime | None = None
+            if (  # parse_time's first case, inline: the canonical form is kept as it is
+                type(create_value) is str
+                and len(create_value) in _CANONICAL_LENGTHS
+                and create_value[-1] == "Z"
+                and create_value[4:20:3] in _CANONICAL_SHAPES
+            ):
+                try:
+                    create = _from_zulu(create_value)
+                    create_wire = create_value
+                except ValueError:
+                    pass
+            if create is None:
+                create_wire, create = parse_time(create_value, "time.create", zone)
+            time_wire = {"create": create_wire}
+            insert = None
+            if insert_value is not None:
+                time_wire["insert"], insert = parse_time(insert_value, "time.insert", zone)
+
+            properties = get("properties")
+            if properties is None:
+                properties = {}
+            elif type(properties) is not dict:
+                raise FieldError("properties", f"must be an object, got {_shown(properties)}")
+            event: dict[str, Any] = {
+                "id": event_id,
+                "type": slug,
+                "time": time_wire,
+                "properties": properties,
+            }
+            context = get("context")
+            if context is not None:
+                if type(context) is not dict:
+                    raise FieldError("context", f"must be an object, got {_shown(context)}")
+                if context:
+                    event["context"] = context
+            tags = get("tags")
+            if tags is not None:
+                if type(tags) is list:  # the common case, checked inline
+                    for tag in tags:
+                        if type(tag) is not str or not tag.strip():
+                            tags = _strings(tags, "tags", separator)  # raises, naming it
+                else:
+                    tags = _strings(tags, "tags", separator)
+                if tags:
+                    event["tags"] = tags
+            options = get("options")
+            if options is not None:
+                if type(options) is not dict:
+                    raise FieldError("options", f"must be an object, got {_shown(options)}")
+                if options:
+                    event["options"] = options
+
+            profile = get("profile")
+            profile_ids = profile_meta = None
+            if type(profile) is dict:
+                profile_id = profile.get("id")
+                profile_ids = profile.get("ids")
+                profile_meta = profile.get("metadata")
+            else:  # "profile": "p-1" is profile.id
+                profile_id = profile
+            if profile_id is not None:
+                profile_id = _text(profile_id, "profile.id")
+            if profile_ids is not None:
+                profile_ids = _strings(profile_ids, "profile.ids", separator) or None
+            session = get("session")
+            session_meta = None
+            if type(session) is dict:
+                session_id = session.get("id")
+                session_meta = session.get("metadata")
+            else:
+                session_id = session
+            if session_id is not None:
+                session_id = _text(session_id, "session.id")
+            if profile_meta is not None:
+                profile_meta = metadata(profile_meta, "profile.metadata")
+            if session_meta is not None:
+                session_meta = metadata(session_meta, "session.metadata")
+            mapped = blank(MappedRow)  # what MappedRow(...) makes, without the call's cost
+            mapped.event = event
+            mapped.t = create.timestamp()
+            mapped.create = create
+            mapped.insert = insert
+            mapped.profile_id = profile_id
+            mapped.profile_ids = profile_ids
+            mapped.profile_meta = profile_meta
+            mapped.session_id = session_id
+            mapped.session_meta = session_meta
+            if profile_id is not None:
+                mapped.key = profile_id
+            elif session_id is not None:
+                mapped.key = "\x00session:" + session_id
+            else:
+                mapped.key = "\x00event:" + event_id
+            return mapped
+
+        return map_export
+
+
+def _slugger() -> tuple[dict[str, str], Callable[[Any], str]]:
+    """A cache of event type slugs, and the function that checks a type and fills it."""
+    slugs: dict[str, str] = {}
+
+    def slug_of(event_type: Any) -> str:
+        if event_type is None:
+            raise FieldError("type", "is missing")
+        if type(event_type) is not str:
+            raise FieldError("type", f"must be a string, got {_shown(event_type)}")
+        slug = event_type_slug(event_type.strip())
+        if not slug:
+            raise FieldError("type", f"{event_type!r} has no letters or digits")
+        if len(slugs) > 10_000:
+            slugs.clear()
+        slugs[event_type] = slug
+        return slug
+
+    return slugs, slug_of
+
+
+def _strings(value: Any, field: str, separator: str) -> list[str]:
+    """A list of non-empty strings (``tags``, ``profile.ids``), or text split on
+    ``separator``."""
+    if type(value) is str:
+        return [item.strip() for item in value.split(separator) if item.strip()]
+    if type(value) is not list:
+        raise FieldError(field, f"must be a list of strings, got {_shown(value)}")
+    for index, item in enumerate(value):
+        if type(item) is not str or not item.strip():
+            raise FieldError(f"{field}[{index}]", f"must be a non-empty string, got {item!r}")
+    return value
 
 
 def _text(value: Any, field: str) -> str:

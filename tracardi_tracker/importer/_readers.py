@@ -34,7 +34,7 @@ import attrs
 
 from .._times import format_utc
 from ._errors import ImportConfigError
-from ._json import decode, decode_text
+from ._json import NonFiniteError, decode, decode_text, fast_loads, find_non_finite
 
 __all__ = [
     "CAST_NAMES",
@@ -221,8 +221,19 @@ def open_inputs(
 
 
 def _jsonl(stream: IO[bytes]) -> Iterator[Record]:
+    loads = fast_loads
     for number, line in enumerate(stream, 1):
         raw = line.rstrip(b"\r\n")
+        try:  # the common case: one object, decoded by orjson
+            data = loads(raw)
+        except ValueError:
+            pass
+        else:
+            if type(data) is dict:
+                yield (number, raw, data, None)
+                continue
+        # anything else: a byte order mark, a blank line, an error to describe, or a row
+        # only the standard library reads (integers beyond 64 bits, lone surrogates)
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         if not raw or raw.isspace():
@@ -236,6 +247,9 @@ def _jsonl(stream: IO[bytes]) -> Iterator[Record]:
                 None,
                 (None, f"not UTF-8 text ({error.reason} at byte {error.start})"),
             )
+            continue
+        except NonFiniteError as error:
+            yield (number, raw, None, (error.path, error.reason))
             continue
         except ValueError as error:
             yield (number, raw, None, (None, f"malformed JSON: {_json_reason(error)}"))
@@ -289,6 +303,8 @@ def _parse_float(text: str) -> float:
 def _parse_json(text: str) -> Any:
     try:
         return decode_text(text)
+    except NonFiniteError as error:
+        raise ValueError(f"{text!r} is not JSON Tracardi accepts ({error})") from None
     except ValueError as error:
         raise ValueError(f"{text!r} is not JSON ({_json_reason(error)})") from None
 
@@ -514,7 +530,12 @@ def _rows(rows: Iterable[Mapping[str, Any]]) -> Iterator[Record]:
                 default=_plain,
             )
         except (TypeError, ValueError) as error:
-            yield (number, repr(dict(row)).encode(), None, (None, str(error)))
+            found = find_non_finite(row) if isinstance(error, ValueError) else None
+            if found is not None:  # NaN and infinities inside a value (at the top: absent)
+                problem = NonFiniteError(found[0], repr(found[1]))
+                yield (number, repr(dict(row)).encode(), None, (problem.path, problem.reason))
+            else:
+                yield (number, repr(dict(row)).encode(), None, (None, str(error)))
             continue
         raw = text.encode()
         yield (number, raw, decode(raw), None)

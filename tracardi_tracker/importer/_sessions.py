@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from ..models import Time
+from .._times import format_utc
 from ._mapping import SESSION_NAMESPACE, MappedRow, uuid5_raw
 
 __all__ = ["DEFAULT_MAX_PROFILES", "OutOfOrderError", "Sessioniser"]
@@ -50,7 +50,7 @@ class _Entry:
         self.last = last
         self.line = line
         self.session: str | None = None
-        self.start: Time | None = None
+        self.start: dict[str, str] | None = None
         self.started = 0.0
 
 
@@ -87,9 +87,10 @@ class Sessioniser:
     def __len__(self) -> int:
         return len(self._table)
 
-    def place(self, key: str, row: MappedRow, line: int) -> tuple[str, Time | None]:
-        """The session of ``row`` (of profile ``key``): its id, and its metadata times when
-        derived here (``None`` when the row named its session).
+    def place(self, key: str, row: MappedRow, line: int) -> tuple[str, dict[str, str] | None]:
+        """The session of ``row`` (of profile ``key``): its id, and its metadata times as
+        they go out (``{"create": ..., "insert": ...}``) when derived here (``None`` when
+        the row named its session).
 
         :raises OutOfOrderError: when ``row`` is earlier than the profile's previous event.
         """
@@ -108,7 +109,7 @@ class Sessioniser:
         table[key] = entry  # most recently used last
         explicit = row.session_id
         if explicit is not None:
-            result: tuple[str, Time | None] = (explicit, None)
+            result: tuple[str, dict[str, str] | None] = (explicit, None)
         else:
             if entry.session is None or t - entry.last > self.gap:
                 entry.session = uuid5_raw(self._prefix, f"{key}\n{round(t * 1e6)}".encode())
@@ -120,7 +121,11 @@ class Sessioniser:
         entry.line = line
         if t > self._watermark:
             self._watermark = t
-        self._expire(key)
+        oldest = next(iter(table))
+        if oldest != key and (
+            table[oldest].last < self._watermark - self.gap or len(table) > self.max_profiles
+        ):
+            self._expire(key)
         return result
 
     def _expire(self, current: str) -> None:
@@ -148,5 +153,6 @@ class Sessioniser:
                 self._on_close(key)
 
 
-def _start(create: datetime, insert: datetime | None) -> Time:
-    return Time(create=create, insert=insert or create)
+def _start(create: datetime, insert: datetime | None) -> dict[str, str]:
+    text = format_utc(create)
+    return {"create": text, "insert": format_utc(insert) if insert is not None else text}
