@@ -2,10 +2,12 @@
 
 Starts ``tracardi-tracker collector`` in its own process (SQLite file in a temporary
 directory, WAL), then posts pre-built ``/track`` payloads of ``--batch`` events each from this
-process over ``--connections`` keep-alive connections, and prints events/s and the command that
-produced it. Every batch must be answered 200 and every event must be stored, or the run fails.
-``--in-process`` runs the collector on a thread of this process instead (the client then
-shares its interpreter).
+process over ``--connections`` keep-alive connections, and prints events/s, the collector's CPU
+time per event (its user + system time over the run, read from ``/proc``: steadier than events/s
+on a busy machine; Linux only) and the command that produced them. Every batch must be answered
+200 and every event must be stored, or the run fails. ``--in-process`` runs the collector on a
+thread of this process instead (the client then shares its interpreter, and no CPU time is
+shown).
 
     python bench/collector.py --events 200000 --batch 500
 """
@@ -62,8 +64,21 @@ def _payload(batch: int, seed: int) -> bytes:
     ).encode()
 
 
-def _client(url: str, batches: int, batch: int, connections: int) -> dict[str, Any]:
-    """Post ``batches`` payloads; return the elapsed seconds and failures."""
+def _process_cpu(pid: int | None) -> float | None:
+    """Seconds of CPU (user + system) process ``pid`` used so far; ``None`` if unknown."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _client(
+    url: str, batches: int, batch: int, connections: int, pid: int | None = None
+) -> dict[str, Any]:
+    """Post ``batches`` payloads; return the elapsed seconds, failures and ``pid``'s CPU."""
     host, port = url.removeprefix("http://").split(":")
     # one body per request, built before the timing: the collector keeps one event per
     # id (as Tracardi does), so bodies must not repeat ids
@@ -93,13 +108,16 @@ def _client(url: str, batches: int, batch: int, connections: int) -> dict[str, A
         threading.Thread(target=run, args=(count, first))
         for first, count in zip(firsts, per_connection, strict=True)
     ]
+    cpu_before = _process_cpu(pid)
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    return {"elapsed": elapsed, "failures": failures[:5], "failed": len(failures)}
+    cpu_after = _process_cpu(pid)
+    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    return {"elapsed": elapsed, "failures": failures[:5], "failed": len(failures), "cpu": cpu}
 
 
 def _start_collector(db: str, version: str) -> tuple[subprocess.Popen[str], str]:
@@ -149,6 +167,7 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory(prefix="collector-bench-") as tmp:
         db = ":memory:" if args.memory else os.path.join(tmp, "bench.db")
+        pid: int | None = None
         if args.in_process:
             collector = Collector(
                 db=None if args.memory else db, tracardi_version=args.tracardi_version
@@ -156,13 +175,14 @@ def main() -> int:
             url, stop = collector.url, collector.stop
         else:
             process, url = _start_collector(db, args.tracardi_version)
+            pid = process.pid
 
             def stop() -> None:
                 process.send_signal(signal.SIGINT)
                 process.communicate(timeout=30)
 
         try:
-            result = _client(url, batches, args.batch, args.connections)
+            result = _client(url, batches, args.batch, args.connections, pid)
             stored = _stored(url)
         finally:
             stop()
@@ -179,6 +199,8 @@ def main() -> int:
         f"{args.batch} over {args.connections} keep-alive connection(s), collector {where}, "
         f"{'in-memory' if args.memory else 'WAL file'} SQLite, {result['elapsed']:.2f} s)"
     )
+    if result["cpu"] is not None:
+        print(f"collector CPU: {result['cpu'] / sent * 1e6:.2f} µs/event (user + system time)")
     print(f"command: {command}")
     return 0
 

@@ -136,7 +136,8 @@ def test_a_full_queue_drops_by_policy_and_reports_every_drop(
     else:  # the oldest still queued go; how many the worker already took is timing
         assert len(failures.event_ids) == 6
         assert failures.event_ids == sorted(failures.event_ids, key=ids.index)
-        assert ids[0] == delivered[0] and ids[-1] == delivered[-1]
+        assert ids[0] == delivered[0]
+        assert ids[-1] == delivered[-1]
     assert sorted(delivered + failures.event_ids) == sorted(ids)
 
 

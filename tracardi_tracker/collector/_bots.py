@@ -10,6 +10,7 @@ as ``my-sdk/1.0`` pass.
 
 from __future__ import annotations
 
+import functools
 import re
 
 __all__ = ["GTM_SERVER_ORIGIN", "is_bot_user_agent"]
@@ -40,4 +41,10 @@ def is_bot_user_agent(user_agent: str | None) -> bool:
     """Whether Tracardi would classify ``user_agent`` as a bot (no agent is not a bot)."""
     if not user_agent:
         return False
+    return _is_spider(user_agent)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_spider(user_agent: str) -> bool:
+    """The spider rule (a long regex), remembered: clients send the same few agents."""
     return _SPIDER.search(user_agent) is not None

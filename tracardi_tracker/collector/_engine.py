@@ -8,7 +8,6 @@ whole contract can be exercised here without a network.
 from __future__ import annotations
 
 import json
-import json.encoder
 import threading
 import time
 import uuid
@@ -26,10 +25,17 @@ from ._datetimes import format_datetime
 from ._faults import FaultController, Faults
 from ._html import render_page
 from ._state import ProfileRecord, ProfileSessionState, Resolution, SessionRecord
-from ._store import EventRow, Store
+from ._store import EventBatch, Store
 from ._validation import TrackPayload, read_track_payload
 from ._versions import get_version
-from ._wire import Rejection, dumps, error_body
+from ._wire import (
+    ACCELERATED,
+    Inexact,
+    Rejection,
+    dumps,
+    encode_events,
+    error_body,
+)
 
 __all__ = ["Engine", "Reply", "normalize_type"]
 
@@ -50,23 +56,6 @@ class Reply(NamedTuple):
 def normalize_type(event_type: str) -> str:
     """An event type as Tracardi stores it: stripped, lower-case, spaces as ``-``."""
     return event_type.strip().lower().replace(" ", "-")
-
-
-def _make_encoder() -> Callable[[object], str]:
-    """A compact JSON encoder for stored events, reusing CPython's C encoder when present."""
-    fallback = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return fallback
-    chunks = make(None, None, json.encoder.encode_basestring, None, ":", ",", False, False, True)
-
-    def encode(value: object) -> str:
-        return "".join(chunks(value, 0))
-
-    return encode if encode({"a": [1, "é"]}) == fallback({"a": [1, "é"]}) else fallback
-
-
-_encode = _make_encoder()
 
 
 def _now() -> datetime:
@@ -128,16 +117,11 @@ class Engine:
         try:
             _check_authorization(headers.get("authorization"))
             if method == "POST":
-                reply = self._post_track(query, headers, body, received)
-            elif method == "PUT":
-                read_track_payload(
-                    body=body,
-                    content_type=headers.get("content-type"),
-                    query=query,
-                    version=self.version,
-                    now=received,
+                reply = _exactly(
+                    lambda fast: self._post_track(query, headers, body, received, fast)
                 )
-                reply = Reply(200, b"null")
+            elif method == "PUT":
+                reply = _exactly(lambda fast: self._put_track(query, headers, body, received, fast))
             else:
                 raise Rejection(405, "Method Not Allowed")
         except Rejection as rejection:
@@ -150,8 +134,21 @@ class Engine:
             extra.append(("x-context", context))  # Tracardi echoes the data set it used
         return reply._replace(headers=(*reply.headers, *extra))
 
+    def _put_track(
+        self, query: str, headers: Mapping[str, str], body: bytes, received: datetime, fast: bool
+    ) -> Reply:
+        read_track_payload(
+            body=body,
+            content_type=headers.get("content-type"),
+            query=query,
+            version=self.version,
+            now=received,
+            fast=fast,
+        )
+        return Reply(200, b"null")
+
     def _post_track(
-        self, query: str, headers: Mapping[str, str], body: bytes, received: datetime
+        self, query: str, headers: Mapping[str, str], body: bytes, received: datetime, fast: bool
     ) -> Reply:
         version = self.version
         payload, profile_less = read_track_payload(
@@ -160,6 +157,7 @@ class Engine:
             query=query,
             version=version,
             now=received,
+            fast=fast,
         )
         if payload.request_is_null:
             raise Rejection(500, "'NoneType' object does not support item assignment")
@@ -179,8 +177,8 @@ class Engine:
         session_id = (payload.session_id or "").strip() or None
         profile_id = (payload.profile_id or "").strip() or None
         events = payload.events
-        encoded = [_encode(event.payload) for event in events] if save_events else []
-        failure = next((event.failure for event in events if event.failure is not None), None)
+        encoded = encode_events(events.payloads, payload.by_orjson) if save_events else []
+        failure = events.failure
         task = str(uuid.uuid4())
         with self._lock:
             if self.state.is_new_session(session_id):
@@ -202,14 +200,21 @@ class Engine:
                 save_profile=_is_on(options, "saveProfile", True),
                 now=received_at,
             )
-            profile, session = resolution.profile_id, resolution.session_id
-            rows: list[EventRow] = [
-                (event.id, event.type, profile, session, source_id, task, received_at, text)
-                for event, text in zip(events, encoded, strict=False)
-            ]
-            self.store.write_track(rows, resolution.profiles, resolution.sessions)
+            batch = None
+            if encoded:
+                batch = EventBatch(
+                    ids=events.ids(),
+                    types=events.types(),
+                    payloads=encoded,
+                    profile_id=resolution.profile_id,
+                    session_id=resolution.session_id,
+                    source_id=source_id,
+                    task=task,
+                    received_at=received_at,
+                )
+            self.store.write_track(batch, resolution.profiles, resolution.sessions)
             self.state.apply(resolution)
-        if rows:
+        if batch is not None:
             with self.stored:
                 self.stored.notify_all()
         debug = self.config.track_debug and _is_on(options, "debugger", False)
@@ -217,7 +222,7 @@ class Engine:
             "task": task,
             "ux": [],
             "response": {},
-            "events": [row[0] for row in rows] if debug else [],
+            "events": list(batch.ids) if debug and batch is not None else [],
             "profile": {"id": resolution.profile_id},
             "session": {"id": resolution.session_id},
             "errors": [],
@@ -291,7 +296,7 @@ class Engine:
                 )
             else:
                 record = ProfileRecord(id=profile_id, ids=ids, created_at=format_datetime(_now()))
-            self.store.write_track((), (record,), ())
+            self.store.write_track(None, (record,), ())
             self.state.apply(Resolution(profile_id=None, session_id=None, profiles=(record,)))
             return record
 
@@ -414,6 +419,21 @@ _ROUTES: dict[tuple[str, str], Callable[[Engine, dict[str, str], bytes], Reply]]
 }
 
 
+def _exactly(answer: Callable[[bool], Reply]) -> Reply:
+    """``answer(True)`` (``orjson`` may read the body), unless that might not be FastAPI's.
+
+    Then the answer is ``answer(False)`` (the standard library reads it): on :class:`Inexact`
+    (raised before anything is stored), and on any rejection, as an error answer can show
+    the values it was sent (rare enough to be read twice).
+    """
+    if not ACCELERATED:
+        return answer(False)
+    try:
+        return answer(True)
+    except (Inexact, Rejection):
+        return answer(False)
+
+
 def _check_authorization(value: str | None) -> None:
     """Tracardi's context middleware unpacks ``Authorization`` into exactly two words."""
     if value is None:
@@ -440,9 +460,10 @@ def _payload_repr(payload: TrackPayload) -> str:
     """A short pydantic-like repr of the payload, as in Tracardi's unknown-source message."""
     session = f"DefaultEntity(id={payload.session_id!r}, metadata=None)"
     profile = f"PrimaryEntity(id={payload.profile_id!r})" if payload.profile_id else "None"
+    parsed = payload.events
     events = ", ".join(
-        f"EventPayload(id={event.id!r}, type={event.payload['type']!r})"
-        for event in payload.events[:10]
+        f"EventPayload(id={event_id!r}, type={event_type!r})"
+        for event_id, event_type in zip(parsed.ids()[:10], parsed.types()[:10], strict=True)
     )
     if len(payload.events) > 10:
         events += ", ..."

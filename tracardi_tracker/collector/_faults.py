@@ -125,6 +125,7 @@ class FaultController:
         self._clock = clock
         self._on_refuse = on_refuse
         self._settings = Faults()
+        self._active = False  # self._settings.active, kept: decide() runs for every request
         self._since = clock()
         self._left = {"reset": 0, "fail": 0, "throttle": 0}
         self._rng = random.Random()
@@ -141,6 +142,7 @@ class FaultController:
         """Replace the faults in force; windows, counts and injected counts start now."""
         with self._lock:
             self._settings = faults
+            self._active = faults.active
             self._since = self._clock()
             self._left = {
                 "reset": faults.reset_next,
@@ -158,8 +160,7 @@ class FaultController:
 
     def decide(self) -> FaultDecision:
         """Take the decision for one ``/track`` request (counts it against the faults)."""
-        settings = self._settings
-        if not settings.active:
+        if not self._active:
             return _NO_FAULT
         with self._lock:
             settings = self._settings

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import http.client
 import logging
 import socket
 import socketserver
@@ -33,11 +34,61 @@ _SERVER_HEADER = f"tracardi-tracker-collector/{__version__}"
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
+_MAX_LINE = 65536  # as http.client: longer header lines are refused (431)
+_MAX_HEADERS = 100  # as http.client: more header lines are refused (431)
+_END_OF_HEADERS = (b"\r\n", b"\n", b"")
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
+
+
 def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
+    return _REASONS.get(status, "Unknown")
+
+
+class _Date:
+    """The ``Date`` header's value, formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def __call__(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._text = email.utils.formatdate(now, usegmt=True)
+            self._second = second
+        return self._text
+
+
+_date = _Date()
+
+
+def _parse_headers(lines: list[bytes]) -> list[tuple[str, str]]:
+    """Header lines as (name, value) pairs, read as ``email.parser`` reads them.
+
+    A value loses the blanks after the colon and its final line end; a line starting with a
+    blank continues the previous value (kept as sent, line break included) and is ignored if
+    there is none; a line that is not a header (no colon, or a name with blanks or control
+    characters) ends the headers, as it does for ``email``.
+    """
+    pairs: list[tuple[str, str]] = []
+    for raw in lines:
+        line = raw.decode("iso-8859-1")
+        if line[:1] in (" ", "\t"):
+            if pairs:
+                name, value = pairs[-1]
+                pairs[-1] = (name, value + line)
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not _is_header_name(name):
+            break
+        pairs.append((name, value.lstrip(" \t")))
+    return [(name, value.rstrip("\r\n")) for name, value in pairs]
+
+
+def _is_header_name(name: str) -> bool:
+    """Printable ASCII without spaces (``email``'s rule; the colon is already split off)."""
+    return name.isascii() and name.isprintable() and " " not in name
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -47,6 +98,9 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     timeout = 60  # idle keep-alive connections are closed after a minute
     server: HTTPServer
+    raw_requestline: bytes
+    request_headers: dict[str, str]
+    """This request's headers: lower-case names, the first value of each."""
 
     def setup(self) -> None:
         super().setup()
@@ -60,6 +114,92 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.address_string(), *args)
+
+    def parse_request(self) -> bool:
+        """``BaseHTTPRequestHandler.parse_request`` with a lean header reader.
+
+        The request line, ``Connection``, ``Expect: 100-continue`` and the limits (and their
+        error answers) are the standard library's; headers are split here instead of by
+        ``email.parser``, which costs more than the rest of a request. They are kept as
+        :attr:`request_headers` (lower-case names, first value of each) and as
+        :attr:`headers` (an ``http.client.HTTPMessage``, as usual).
+        """
+        self.command = None  # type: ignore[assignment]  # as the standard library does
+        self.request_version = version = self.default_request_version
+        self.close_connection = True
+        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        self.requestline = requestline
+        words = requestline.split()
+        if not words:
+            return False
+        if len(words) >= 3:
+            version = words[-1]
+            number = _http_version(version)
+            if number is None:
+                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request version ({version!r})")
+                return False
+            if number >= (1, 1):
+                self.close_connection = False
+            if number >= (2, 0):
+                self.send_error(
+                    HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
+                    f"Invalid HTTP version ({version.split('/', 1)[1]})",
+                )
+                return False
+            self.request_version = version
+        if not 2 <= len(words) <= 3:
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({requestline!r})")
+            return False
+        command, path = words[:2]
+        if len(words) == 2:
+            self.close_connection = True
+            if command != "GET":
+                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad HTTP/0.9 request type ({command!r})")
+                return False
+        self.command, self.path = command, path
+        if path.startswith("//"):
+            self.path = "/" + path.lstrip("/")  # as the standard library: no open redirects
+
+        lines: list[bytes] = []
+        readline = self.rfile.readline
+        while True:
+            line = readline(_MAX_LINE + 1)
+            if len(line) > _MAX_LINE:
+                error = http.client.LineTooLong("header line")
+                self.send_error(
+                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(error)
+                )
+                return False
+            if line in _END_OF_HEADERS:
+                break
+            lines.append(line)
+            if len(lines) >= _MAX_HEADERS:
+                self.send_error(
+                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "Too many headers",
+                    f"got more than {_MAX_HEADERS} headers",
+                )
+                return False
+        pairs = _parse_headers(lines)
+        request_headers: dict[str, str] = {}
+        message = http.client.HTTPMessage()
+        for name, value in pairs:
+            request_headers.setdefault(name.lower(), value)
+            message[name] = value
+        self.request_headers = request_headers
+        self.headers = message
+
+        connection = request_headers.get("connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        if (
+            request_headers.get("expect", "").lower() == "100-continue"
+            and self.request_version >= "HTTP/1.1"
+        ):
+            return self.handle_expect_100()
+        return True
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -105,11 +245,8 @@ class _Handler(BaseHTTPRequestHandler):
                     detail = error_body(_reason(decision.status))
                     self._send(Reply(decision.status, detail, headers=headers))
                     return
-            request_headers: dict[str, str] = {}
-            for name, value in self.headers.items():
-                request_headers.setdefault(name.lower(), value)
             method = "GET" if self.command == "HEAD" else self.command
-            reply = server.engine.handle(method, path, query, request_headers, body)
+            reply = server.engine.handle(method, path, query, self.request_headers, body)
             self._send(reply)
             if server.refusing:
                 self.close_connection = True
@@ -119,9 +256,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes | None:
         """The request body (``Content-Length`` or chunked); ``None`` if already answered."""
-        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+        headers = self.request_headers
+        if "chunked" in headers.get("transfer-encoding", "").lower():
             return self._read_chunked()
-        length_text = self.headers.get("content-length")
+        length_text = headers.get("content-length")
         if length_text is None:
             return b""
         try:
@@ -164,7 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, reply: Reply) -> None:
         head = [
             f"HTTP/1.1 {reply.status} {_reason(reply.status)}",
-            f"date: {email.utils.formatdate(usegmt=True)}",
+            f"date: {_date()}",
             f"server: {_SERVER_HEADER}",
             f"content-type: {reply.content_type}",
             f"content-length: {len(reply.body)}",
@@ -186,6 +324,19 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.rfile.close()
             self.connection.close()
+
+
+def _http_version(text: str) -> tuple[int, int] | None:
+    """``HTTP/x.y`` as numbers, or ``None`` when the standard library would refuse it."""
+    if not text.startswith("HTTP/"):
+        return None
+    parts = text.split("/", 1)[1].split(".")
+    if len(parts) != 2 or any(not part.isdigit() or len(part) > 10 for part in parts):
+        return None
+    try:
+        return int(parts[0]), int(parts[1])
+    except ValueError:  # a digit int() does not read, such as "²"
+        return None
 
 
 class HTTPServer(ThreadingHTTPServer):

@@ -28,6 +28,7 @@ the caller so it can answer ``500`` as Tracardi does.
 from __future__ import annotations
 
 import json
+import operator
 import re
 import uuid
 from collections.abc import Callable
@@ -40,11 +41,20 @@ import attrs
 
 from ._datetimes import DateTimeInvalid, format_datetime, parse_datetime
 from ._versions import TracardiVersion
-from ._wire import InjectedMetadata, InjectedTime, Rejection
+from ._wire import (
+    ACCELERATED,
+    Inexact,
+    InjectedMetadata,
+    InjectedTime,
+    Rejection,
+    check_writable,
+    parse_body,
+)
 
 __all__ = [
     "LineError",
     "ParsedEvent",
+    "ParsedEvents",
     "TrackPayload",
     "parse_profile_less",
     "read_track_payload",
@@ -97,6 +107,43 @@ class ParsedEvent(NamedTuple):
     """Why Tracardi would fail on this event after validation (answers 500), if it would."""
 
 
+@attrs.define
+class ParsedEvents:
+    """A payload's valid events, in the order they came.
+
+    Only the stored payloads are kept (their ``id`` and ``type`` are the event's, see
+    :class:`ParsedEvent`); they are encoded and dropped, never changed, so the empty
+    ``properties``, ``context``, ``options`` and ``tags`` of events without them may share
+    one object.
+    """
+
+    payloads: list[dict[str, Any]] = attrs.field(factory=list)
+    """Each event as stored (see :class:`ParsedEvent`)."""
+    failure: str | None = None
+    """The first event's reason Tracardi would fail after validation (answers 500), if any."""
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+    def ids(self) -> list[str]:
+        """Each event's id."""
+        return list(map(_GET_ID, self.payloads))
+
+    def types(self) -> list[str]:
+        """Each event's type as stored."""
+        return list(map(_GET_TYPE, self.payloads))
+
+    def add(self, event: ParsedEvent) -> None:
+        """Append one event."""
+        self.payloads.append(event.payload)
+        if self.failure is None:
+            self.failure = event.failure
+
+
+_GET_ID = operator.itemgetter("id")
+_GET_TYPE = operator.itemgetter("type")
+
+
 @attrs.frozen(kw_only=True)
 class TrackPayload:
     """A ``/track`` body that passed validation (ids not yet trimmed)."""
@@ -111,8 +158,10 @@ class TrackPayload:
     properties: dict[str, Any] | None
     options: dict[str, Any]
     request_is_null: bool
-    events: list[ParsedEvent]
+    events: ParsedEvents
     body: dict[str, Any]
+    by_orjson: bool = False
+    """``orjson`` read the body (see :func:`._wire.parse_body`)."""
 
 
 class _Abort(Exception):
@@ -170,8 +219,9 @@ def parse_profile_less(query: str, style: str) -> tuple[bool, list[LineError]]:
 class _Checker:
     """Walks one payload, collecting :class:`LineError` items in the chosen style."""
 
-    def __init__(self, version: TracardiVersion, now: datetime) -> None:
+    def __init__(self, version: TracardiVersion, now: datetime, *, by_orjson: bool) -> None:
         self.version = version
+        self.by_orjson = by_orjson
         self.legacy = version.pydantic == "2.3"
         self.now = now
         self.now_text = format_datetime(now)
@@ -503,24 +553,23 @@ class _Checker:
         self.optional_dict((*loc, "properties"), properties)
         self.optional_dict((*loc, "request"), request)
 
-        events: list[ParsedEvent] = []
+        events = ParsedEvents()
         raw_events = data.get("events", [])
         if type(raw_events) is not list:
             self.err((*loc, "events"), "list_type", "Input should be a valid list", raw_events)
         else:
-            check_event = self.event
-            custom_init = self.custom_init
-            fast = _fast_event
-            now_text = self.now_text
-            for index, item in enumerate(raw_events):
+            index = _fast_events(raw_events, 0, self.now_text, events)
+            if index < len(raw_events) and self.by_orjson:
+                raise Inexact("an event the fast path does not take")  # see ._wire
+            while index < len(raw_events):
+                item = raw_events[index]
                 if type(item) is not dict:
                     self.not_model((*loc, "events", index), item, "EventPayload")
-                    continue
-                parsed = fast(item, now_text)
-                if parsed is None:
-                    parsed = custom_init((*loc, "events", index), check_event, item)
-                if parsed is not None:
-                    events.append(parsed)
+                else:
+                    parsed = self.custom_init((*loc, "events", index), self.event, item)
+                    if parsed is not None:
+                        events.add(parsed)
+                index = _fast_events(raw_events, index + 1, self.now_text, events)
 
         options = data.get("options", {})
         self.optional_dict((*loc, "options"), options)
@@ -546,6 +595,7 @@ class _Checker:
             request_is_null=request is None,
             events=events,
             body=body,
+            by_orjson=self.by_orjson,
         )
 
     def default_entity(
@@ -607,90 +657,204 @@ _CANONICAL = re.compile(
 ).fullmatch
 """Times already written as :func:`_fast_time` writes them (given a date in ``_GOOD_DATES``)."""
 _STORED_TYPES: dict[str, str] = {}
-"""Event types seen before, as stored (``""``: blank, which the full check rejects)."""
+"""Event types seen before (never blank ones), as stored."""
+_NO_DICT: dict[str, Any] = {}
+"""``properties``, ``context`` or ``options`` of an event without them (shared: see
+:class:`ParsedEvents`)."""
+_NO_TAGS: list[str] = []
+"""``tags`` of an event without them (shared: see :class:`ParsedEvents`)."""
+_KNOWN_TIMES: dict[str, str] = {}
+"""Valid times seen before that are not written as stored, and how they are stored."""
+_SHAPE = b"9999-99-99T99:99:99.999999Z"
+_SHAPES: dict[int, bytes] = {}
+"""``_SHAPE`` repeated, joined by line breaks, by count."""
+_DIGITS_AS_NINE = bytes(57 if 48 <= byte <= 57 else byte for byte in range(256))
+_GOOD_PREFIXES: set[str] = set()
+"""``YYYY-MM-DDTHH:MM:S`` (to the tens of seconds) of valid times seen before."""
+_PREFIX = operator.itemgetter(slice(0, 18))
 
 
-def _fast_event(data: dict[str, Any], now_text: str) -> ParsedEvent | None:
-    """The common case, checked quickly: plain strings, dicts, lists and ISO times.
+def _stored_type(data: object) -> str:
+    """The event's type as stored, remembered; ``""`` if the fast path cannot take it.
 
-    Returns ``None`` whenever anything is unusual; the caller then runs the full check, which
-    is the one that decides (and words the errors). Only accepts what the full check accepts.
+    ``data`` must be a dict with a string ``type`` that is not blank (a blank one is left to
+    the full check, which rejects it).
     """
-    if not _FAST_KEYS.issuperset(data):
-        return None
-    event_type = data.get("type")
+    event_type = data.get("type") if type(data) is dict else None
     if type(event_type) is not str:
-        return None
-    stored_type = _STORED_TYPES.get(event_type)
-    if stored_type is None:
-        stored_type = event_type.strip().lower().replace(" ", "-")
+        return ""
+    stored = event_type.strip().lower().replace(" ", "-")
+    if stored:
         if len(_STORED_TYPES) > 4096:
             _STORED_TYPES.clear()
-        _STORED_TYPES[event_type] = stored_type
-    if not stored_type:
-        return None
-    if "id" in data:
-        event_id = data["id"]
-        if type(event_id) is not str or not event_id:
-            return None
-    else:
-        event_id = str(uuid.uuid4())
-    properties = data.get("properties", {})
-    context = data.get("context", {})
-    options = data.get("options", {})
-    tags = data.get("tags", [])
-    if (
-        type(properties) is not dict
-        or type(context) is not dict
-        or type(options) is not dict
-        or type(tags) is not list
-        or "source_id" in options
-    ):
-        return None
-    for tag in tags:
-        if type(tag) is not str:
-            return None
-    insert = now_text
-    create = None
-    if "time" in data:
-        time_value = data["time"]
-        if type(time_value) is not dict or not _TIME_KEYS.issuperset(time_value):
-            return None
-        raw = time_value.get("insert")
-        if raw is not None:
-            if type(raw) is str and _CANONICAL(raw) is not None and raw[:10] in _GOOD_DATES:
-                insert = raw
+        _STORED_TYPES[event_type] = stored
+    return stored
+
+
+def _fast_events(raw_events: list[Any], start: int, now_text: str, events: ParsedEvents) -> int:
+    """Take the common-case events from ``raw_events[start]`` on; return where it stopped.
+
+    The common case, checked quickly: plain strings, dicts, lists and ISO times. It stops at
+    the first event that is anything else (its index is returned, ``len(raw_events)`` when
+    all were taken); the caller then runs the full check on that one, which decides (and
+    words the errors). Only accepts what the full check accepts, and stores the same.
+
+    Times that look stored as they are written (27 characters, as in
+    ``YYYY-MM-DDTHH:MM:SS.ffffffZ``) are checked together at the end, which costs far less
+    than a regular expression each; if one of them is not, the events are taken again, each
+    time checked on its own.
+    """
+    payloads = events.payloads
+    taken = len(payloads)
+    pending: list[str] = []
+    stop = _take_events(raw_events, start, now_text, payloads, pending)
+    if not pending or _all_stored_form(pending):
+        return stop
+    del payloads[taken:]
+    return _take_events(raw_events, start, now_text, payloads, None)
+
+
+def _take_events(
+    raw_events: list[Any],
+    start: int,
+    now_text: str,
+    payloads: list[dict[str, Any]],
+    pending: list[str] | None,
+) -> int:
+    """:func:`_fast_events`, putting 27-character times into ``pending`` unchecked if given."""
+    fast_keys = _FAST_KEYS
+    time_keys = _TIME_KEYS
+    stored_types = _STORED_TYPES
+    known_time = _known_time
+    defer = pending.append if pending is not None else None
+    add = payloads.append
+    no_dict = _NO_DICT
+    no_tags = _NO_TAGS
+    for index in range(start, len(raw_events)):
+        data = raw_events[index]
+        try:
+            stored_type = stored_types[data["type"]]  # (also fails unless data is a dict)
+        except (KeyError, TypeError):
+            stored_type = _stored_type(data)
+            if not stored_type:
+                return index
+        if not fast_keys.issuperset(data):
+            return index
+        event_id = data.get("id")
+        if event_id is None:
+            if "id" in data:
+                return index
+            event_id = str(uuid.uuid4())
+        elif type(event_id) is not str or not event_id:
+            return index
+        properties = data.get("properties", no_dict)
+        context = data.get("context", no_dict)
+        options = data.get("options", no_dict)
+        tags = data.get("tags", no_tags)
+        if (
+            type(properties) is not dict
+            or type(context) is not dict
+            or type(options) is not dict
+            or type(tags) is not list
+            or "source_id" in options
+        ):
+            return index
+        if tags:
+            for tag in tags:
+                if type(tag) is not str:
+                    return index
+        time_value = data.get("time")
+        if time_value is None:
+            if "time" in data:
+                return index  # "time": null (Tracardi fails on it later)
+            insert: str | None = now_text
+            create: str | None = None
+        else:
+            if type(time_value) is not dict or not time_keys.issuperset(time_value):
+                return index
+            raw = insert = time_value.get("insert")
+            if raw is None:
+                insert = now_text
+            elif defer is not None and type(raw) is str and len(raw) == 27:
+                defer(raw)
             else:
-                insert = _fast_time(raw)  # type: ignore[assignment]
+                insert = known_time(raw)
                 if insert is None:
-                    return None
-        raw_create = time_value.get("create")
-        if raw_create is not None:
-            if raw_create == raw and type(raw_create) is str:
-                create = insert  # the same text as insert: already checked
-            elif (
-                type(raw_create) is str
-                and _CANONICAL(raw_create) is not None
-                and raw_create[:10] in _GOOD_DATES
-            ):
-                create = raw_create
-            else:
-                create = _fast_time(raw_create)
-                if create is None:
-                    return None
-        raw = time_value.get("update")
-        if raw is not None and _fast_time(raw) is None:
-            return None
-    payload = {
-        "id": event_id,
-        "type": stored_type,
-        "time": {"insert": insert, "create": create},
-        "properties": properties,
-        "context": context,
-        "tags": tags,
-        "options": options,
-    }
-    return ParsedEvent(event_id, stored_type, payload, None)
+                    return index
+            create = time_value.get("create")
+            if create is not None:
+                if create == raw:
+                    create = insert  # the same text as insert: checked once
+                elif defer is not None and type(create) is str and len(create) == 27:
+                    defer(create)
+                else:
+                    create = known_time(create)
+                    if create is None:
+                        return index
+            if "update" in time_value:
+                raw = time_value["update"]
+                if raw is not None and known_time(raw) is None:
+                    return index
+        add(
+            {
+                "id": event_id,
+                "type": stored_type,
+                "time": {"insert": insert, "create": create},
+                "properties": properties,
+                "context": context,
+                "tags": tags,
+                "options": options,
+            }
+        )
+    return len(raw_events)
+
+
+def _known_time(value: object) -> str | None:
+    """A valid time as stored (:func:`_fast_time`), or ``None``; remembers what it learns."""
+    if type(value) is not str:
+        return None
+    known = _KNOWN_TIMES.get(value)
+    if known is None:
+        if _CANONICAL(value) is not None and value[:10] in _GOOD_DATES:
+            return value  # (not remembered: such times are rarely sent twice)
+        known = _fast_time(value)
+        if known is not None and known != value:
+            if len(_KNOWN_TIMES) > 4096:
+                _KNOWN_TIMES.clear()
+            _KNOWN_TIMES[value] = known
+    return known
+
+
+def _all_stored_form(times: list[str]) -> bool:
+    """Whether every one of these 27-character times is written as :func:`_fast_time` writes
+    it (``YYYY-MM-DDTHH:MM:SS.ffffffZ``, a valid time, the fraction not all zeros).
+
+    Checked for all at once: their shape by one ``bytes.translate``, and the part up to the
+    tens of seconds against prefixes seen valid before (learnt one time at a time).
+    """
+    joined = "\n".join(times)
+    if not joined.isascii():
+        return False
+    data = joined.encode("ascii")
+    count = len(times)
+    shape = _SHAPES.get(count)
+    if shape is None:
+        shape = b"\n".join([_SHAPE] * count)
+        if count <= 1024:
+            _SHAPES[count] = shape
+    if data.translate(_DIGITS_AS_NINE) != shape or b".000000Z" in data:
+        return False
+    prefixes = _GOOD_PREFIXES
+    if prefixes.issuperset(map(_PREFIX, times)):
+        return True
+    for text in times:
+        if text[:18] not in prefixes:
+            if _known_time(text) != text:
+                return False
+            if len(prefixes) > 4096:
+                prefixes.clear()
+            prefixes.add(text[:18])
+    return True
 
 
 def _tags_failure(tags: list[Any] | None) -> str | None:
@@ -712,14 +876,14 @@ def _tags_failure(tags: list[Any] | None) -> str | None:
     return "\n".join(lines)
 
 
-def _check_scheduled(options: dict[str, Any], events: list[ParsedEvent], source_id: str) -> None:
+def _check_scheduled(options: dict[str, Any], events: ParsedEvents, source_id: str) -> None:
     """``scheduledFlowId`` + ``scheduledNodeId`` are for Tracardi's own scheduler only."""
     flow = options.get("scheduledFlowId")
     node = options.get("scheduledNodeId")
     if not (isinstance(flow, str) and isinstance(node, str)):
         return
     if len(events) > 1:
-        types = [event.payload["type"] for event in events]
+        types = events.types()
         raise _Crash(
             "Scheduled events may have only one event per tracker payload. "
             f"Expected one event got {types}"
@@ -730,21 +894,39 @@ def _check_scheduled(options: dict[str, Any], events: list[ParsedEvent], source_
         raise _Crash("Scheduled events must be send via internal scheduler event source.")
 
 
-def _decode_body(body: bytes, content_type: str | None) -> object:
-    """What FastAPI hands to validation: parsed JSON, raw bytes, or ``None`` for no body."""
-    if not body:
-        return None
-    is_json = not content_type
-    if content_type:
+def _is_json_type(content_type: str | None) -> bool:
+    """Whether FastAPI parses a body with this ``Content-Type`` as JSON (none: yes)."""
+    if not content_type:
+        return True
+    known = _JSON_TYPES.get(content_type)
+    if known is None:
         message = Message()
         message["content-type"] = content_type
+        known = False
         if message.get_content_maintype() == "application":
             subtype = message.get_content_subtype()
-            is_json = subtype == "json" or subtype.endswith("+json")
-    if not is_json:
-        return body
+            known = subtype == "json" or subtype.endswith("+json")
+        if len(_JSON_TYPES) > 256:
+            _JSON_TYPES.clear()
+        _JSON_TYPES[content_type] = known
+    return known
+
+
+_JSON_TYPES: dict[str, bool] = {}
+"""Content types seen before, and whether they are JSON."""
+
+
+def _decode_body(body: bytes, content_type: str | None, fast: bool) -> tuple[object, bool]:
+    """What FastAPI hands to validation: parsed JSON, raw bytes, or ``None`` for no body.
+
+    Also whether ``orjson`` read it (see :func:`._wire.parse_body`).
+    """
+    if not body:
+        return None, False
+    if not _is_json_type(content_type):
+        return body, False
     try:
-        return json.loads(body)
+        return parse_body(body, fast=fast)
     except json.JSONDecodeError as error:
         item = LineError(
             "json_invalid",
@@ -766,16 +948,19 @@ def read_track_payload(
     query: str,
     version: TracardiVersion,
     now: datetime,
+    fast: bool = ACCELERATED,
 ) -> tuple[TrackPayload, bool]:
     """Validate a ``/track`` request as Tracardi's endpoint does.
 
+    :param fast: let ``orjson`` read the body (see :func:`._wire.parse_body`: when it reads
+        one differently, the answer must come from reading it with ``fast=False``).
     :returns: the payload and the ``?profile_less`` flag.
     :raises Rejection: with status 400, 422 or 500 and Tracardi's body.
     """
     style = version.pydantic
-    value = _decode_body(body, content_type)
+    value, by_orjson = _decode_body(body, content_type, fast)
     profile_less, errors = parse_profile_less(query, style)
-    checker = _Checker(version, now)
+    checker = _Checker(version, now, by_orjson=by_orjson)
     payload: TrackPayload | None = None
     if value is None:
         errors.append(LineError("missing", ("body",), "Field required", None, pydantic=False))
@@ -808,4 +993,6 @@ def read_track_payload(
         first = errors[0] if errors else None
         reason = f"{first.msg} at {'.'.join(map(str, first.loc))}" if first else "invalid"
         raise Rejection(422, detail, reason)
+    # The events were written back by encode_events; what else the body holds is not.
+    check_writable({key: item for key, item in payload.body.items() if key != "events"}, by_orjson)
     return payload, profile_less

@@ -1,0 +1,93 @@
+"""The fast path for common events stores what the full check stores and rejects what it rejects,
+including the event times it checks all together."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from collector_helpers import SESSION, SOURCE
+
+from tracardi_tracker.collector._engine import Engine
+
+
+def post(engine: Engine, *times: Any) -> tuple[int, Any]:
+    events = [
+        {"id": f"e-{n}", "type": "page-view", "time": {"insert": time, "create": time}}
+        for n, time in enumerate(times)
+    ]
+    body = {"source": {"id": SOURCE}, "session": {"id": SESSION}, "events": events}
+    reply = engine.handle(
+        "POST", "/track", "", {"content-type": "application/json"}, json.dumps(body).encode()
+    )
+    return reply.status, json.loads(reply.body)
+
+
+def stored_times(engine: Engine) -> list[tuple[str | None, str | None]]:
+    return [(event.time["insert"], event.time["create"]) for event in engine.store.events()]
+
+
+def test_times_written_as_stored_are_kept(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine()
+    times = [
+        "2024-02-29T23:59:59.999999Z",
+        "2024-02-29T00:00:00.000001Z",
+        "1999-12-31T12:34:56.100000Z",
+        "2024-06-24T10:00:00.123456Z",
+    ]
+
+    status, _ = post(engine, *times)
+
+    assert (status, stored_times(engine)) == (200, [(time, time) for time in times])
+
+
+def test_a_time_not_written_as_stored_among_others_is_normalised(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine()
+
+    status, _ = post(
+        engine,
+        "2024-06-24T10:00:00.000001Z",
+        "2024-06-24T10:00:00.000000Z",
+        "2024-06-24 10:00:00.000001Z",
+        "2024-06-24T10:00:00.5Z",
+    )
+
+    expected = [
+        "2024-06-24T10:00:00.000001Z",
+        "2024-06-24T10:00:00Z",
+        "2024-06-24T10:00:00.000001Z",
+        "2024-06-24T10:00:00.500000Z",
+    ]
+    assert (status, stored_times(engine)) == (200, [(time, time) for time in expected])
+
+
+@pytest.mark.parametrize(
+    ("time", "reason"),
+    [
+        ("2024-06-24T24:00:00.000001Z", "hour value is outside expected range of 0-23"),
+        ("2024-06-24T10:60:00.000001Z", "minute value is outside expected range of 0-59"),
+        ("2024-06-24T10:00:60.000001Z", "second value is outside expected range of 0-59"),
+        ("2023-02-29T10:00:00.000001Z", "day value is outside expected range"),
+        ("2024-13-01T10:00:00.000001Z", "month value is outside expected range of 1-12"),
+    ],
+)
+def test_an_impossible_time_among_valid_ones_is_rejected(
+    make_engine: Callable[..., Engine], time: str, reason: str
+) -> None:
+    engine = make_engine(tracardi_version="1.0")
+    valid = "2024-06-24T10:00:00.000001Z"
+
+    status, answer = post(engine, valid, time, valid)
+
+    locs = [item["loc"] for item in answer["detail"]]
+    messages = {item["msg"] for item in answer["detail"]}
+    assert (status, locs, messages) == (
+        422,
+        [["body", "events", 1, "time", "insert"], ["body", "events", 1, "time", "create"]],
+        {f"Input should be a valid datetime, {reason}"},
+    )
+    assert engine.store.count_events() == 0

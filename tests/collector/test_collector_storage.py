@@ -1,0 +1,162 @@
+"""The SQLite store: batched inserts, resends, counts, indexes made on demand, page size."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tracardi_tracker.collector._engine import Engine
+from tracardi_tracker.collector._store import EventBatch, Store
+
+
+def batch(ids: list[str], *, type_: str = "page-view", task: str = "t-1") -> EventBatch:
+    payloads = [
+        json.dumps({"id": event_id, "type": type_, "n": n}) for n, event_id in enumerate(ids)
+    ]
+    return EventBatch(
+        ids=ids,
+        types=[type_] * len(ids),
+        payloads=payloads,
+        profile_id="p-1",
+        session_id="s-1",
+        source_id="src",
+        task=task,
+        received_at="2024-06-24T10:00:00Z",
+    )
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    store = Store(None)
+    yield store
+    store.close()
+
+
+def test_a_large_request_is_stored_whole_and_in_order(store: Store) -> None:
+    ids = [f"e-{n}" for n in range(600)]  # more rows than any one INSERT takes
+
+    store.write_track(batch(ids))
+
+    events = store.events()
+    assert [(e.seq, e.id, e.payload["n"]) for e in events] == [
+        (n + 1, f"e-{n}", n) for n in range(600)
+    ]
+    assert {(e.profile_id, e.session_id, e.source_id, e.task) for e in events} == {
+        ("p-1", "s-1", "src", "t-1")
+    }
+
+
+def test_resent_and_repeated_ids_overwrite_and_keep_their_first_place(store: Store) -> None:
+    store.write_track(batch(["a", "b", "c"], task="t-1"))
+
+    store.write_track(batch(["d", "b", "d", "e"], type_="again", task="t-2"))
+
+    events = store.events()
+    assert [(e.seq, e.id, e.type, e.task) for e in events] == [
+        (1, "a", "page-view", "t-1"),
+        (2, "b", "again", "t-2"),
+        (3, "c", "page-view", "t-1"),
+        (4, "d", "again", "t-2"),
+        (5, "e", "again", "t-2"),
+    ]
+    assert [e.payload["n"] for e in events if e.id == "d"] == [2]  # the later copy wins
+
+
+def test_events_of_a_failed_write_can_be_stored_again(store: Store) -> None:
+    broken = batch(["a", "b"])._replace(payloads=["{}", object()])  # type: ignore[list-item]
+    with pytest.raises(sqlite3.Error):
+        store.write_track(broken)
+
+    store.write_track(batch(["a", "b"]))
+
+    assert [(e.seq, e.id) for e in store.events()] == [(1, "a"), (2, "b")]
+
+
+def test_all_events_are_counted_after_writes_resends_and_a_reset(store: Store) -> None:
+    counts = [store.count_events()]
+    store.write_track(batch(["a", "b"]))
+    store.write_track(batch(["b", "c"]))
+    counts.append(store.count_events())
+    store.reset()
+    counts.append(store.count_events())
+    store.write_track(batch(["a"]))
+    counts.append(store.count_events())
+
+    assert counts == [0, 3, 0, 1]
+
+
+def _indexes(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
+        ).fetchall()
+    conn.close()
+    return {name for (name,) in rows}
+
+
+def test_indexes_are_made_when_a_query_first_filters_on_them(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    store = Store(path)
+    store.write_track(batch(["a", "b"]))
+    seen = [_indexes(path)]
+
+    by_type = store.count_events(type="page-view")
+    seen.append(_indexes(path))
+    by_profile = store.events(profile="p-1")
+    seen.append(_indexes(path))
+    store.close()
+
+    assert (by_type, len(by_profile)) == (2, 2)
+    assert seen == [set(), {"events_by_type"}, {"events_by_type", "events_by_profile"}]
+
+
+def test_a_read_only_store_filters_without_making_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    writer = Store(path)
+    writer.write_track(batch(["a", "b"]))
+    writer.close()
+
+    reader = Store(path, readonly=True)
+    found = reader.events(type="page-view", profile="p-1")
+    reader.close()
+
+    assert (len(found), _indexes(path)) == (2, set())
+
+
+def test_new_databases_use_16_kib_pages_and_older_ones_keep_theirs(tmp_path: Path) -> None:
+    older = tmp_path / "older.db"
+    with sqlite3.connect(older) as conn:
+        conn.execute("PRAGMA page_size = 4096")
+        conn.execute("CREATE TABLE kept (x)")
+    conn.close()
+
+    sizes = []
+    for path in (tmp_path / "new.db", older):
+        store = Store(path)
+        store.write_track(batch(["a"]))
+        store.close()
+        with sqlite3.connect(path) as conn:
+            sizes.append(conn.execute("PRAGMA page_size").fetchone()[0])
+        conn.close()
+
+    assert sizes == [16384, 4096]
+
+
+def test_the_engine_stores_a_request_as_one_batch(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine()
+    events = [{"id": f"e-{n}", "type": "Add To Cart", "properties": {"n": n}} for n in range(300)]
+    body = {"source": {"id": "src"}, "session": {"id": "s-1"}, "events": events}
+
+    reply = engine.handle(
+        "POST", "/track", "", {"content-type": "application/json"}, json.dumps(body).encode()
+    )
+
+    stored = engine.store.events()
+    assert (reply.status, len({e.task for e in stored})) == (200, 1)
+    assert [(e.seq, e.id, e.type, e.properties) for e in stored] == [
+        (n + 1, f"e-{n}", "add-to-cart", {"n": n}) for n in range(300)
+    ]
