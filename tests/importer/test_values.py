@@ -347,3 +347,22 @@ def outcome(mapper: Mapper, raw: bytes, data: dict[str, Any]) -> Any:
             "session_meta",
         )
     )
+
+
+def test_integers_beyond_64_bits_arrive_exact_whichever_decoder_reads_them() -> None:
+    from tracardi_tracker.importer import _json
+
+    big = 123456789012345678901234567890
+    row = b'{"n": 123456789012345678901234567890, "m": 18446744073709551616, "k": 7}'
+    assert _json.decode(row) == {"n": big, "m": 2**64, "k": 7}
+    try:
+        fast = _json.fast_loads(row)
+    except ValueError:
+        fast = _json.decode(row)  # what the reader does when the quick path declines
+    assert fast["n"] == big
+    assert isinstance(fast["n"], int)
+    assert _json.fast_loads(b'{"id": "12345", "n": 999999999999999999}') == {
+        "id": "12345",
+        "n": 10**18 - 1,
+    }
+    assert _json.decode(b'{"n": 9223372036854775808}') == {"n": 2**63}

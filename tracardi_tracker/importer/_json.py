@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import decimal
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -127,9 +128,20 @@ def decode_text(text: str) -> Any:
         raise _locate(text) from None
 
 
+_LONG_DIGITS = re.compile(rb"\d{19}")
+"""19 digits in a row: maybe an integer beyond 64 bits, which ``orjson`` reads as a float
+(rounded), so such a document is read by the standard library, exactly. A run inside a
+string (a long numeric id) only costs the slower reading."""
+
+
+class _LongInteger(ValueError):
+    """The document may hold an integer ``orjson`` would round."""
+
+
 if _FAST is not None:
-    _fast_loads = _FAST.loads
+    _orjson_loads = _FAST.loads
     _FastError = _FAST.JSONDecodeError
+    _long_digits = _LONG_DIGITS.search
 
     def decode(raw: bytes) -> Any:
         """Decode one JSON document from UTF-8 bytes.
@@ -137,14 +149,22 @@ if _FAST is not None:
         :raises NonFiniteError: for NaN, infinities and numbers beyond a float's range.
         :raises ValueError: (``UnicodeDecodeError`` for bad UTF-8) when it is not valid JSON.
         """
-        try:
-            return _fast_loads(raw)
-        except _FastError:
-            return decode_text(raw.decode())
+        if _long_digits(raw) is None:
+            try:
+                return _orjson_loads(raw)
+            except _FastError:
+                pass
+        return decode_text(raw.decode())
+
+    def _fast_loads(raw: bytes) -> Any:
+        if _long_digits(raw) is not None:
+            raise _LongInteger("a long run of digits: read by decode()")
+        return _orjson_loads(raw)
 
     fast_loads: Callable[[bytes], Any] = _fast_loads
     """The quickest decoder, for the common case: raises ``ValueError`` for anything it
-    does not read (the caller then asks :func:`decode`, which says why, or reads it)."""
+    does not read exactly (the caller then asks :func:`decode`, which says why, or reads
+    it)."""
 
 else:
 
