@@ -81,7 +81,9 @@ def stored(url: str) -> int:
         return int(json.loads(answer.read())["summary"]["good"])
 
 
-def run(url: str, events: int, visitors: int, spool: str | None) -> dict[str, float]:
+def run(
+    url: str, events: int, visitors: int, spool: str | None, batch_size: int = 500
+) -> dict[str, float]:
     people = [Subject(user_id=f"visitor-{n}", useragent="Mozilla/5.0") for n in range(visitors)]
     workload = []
     for n in range(events):
@@ -104,7 +106,7 @@ def run(url: str, events: int, visitors: int, spool: str | None) -> dict[str, fl
                     event_subject=who,
                 )
             )
-    emitter = BackgroundEmitter(spool=spool)
+    emitter = BackgroundEmitter(spool=spool, batch_size=batch_size)
     tracker = Tracker(url, "bench-source", emitter=emitter)
     before = stored(url)
     gc.collect()
@@ -143,15 +145,18 @@ def main() -> None:
     parser.add_argument("--visitors", type=int, default=100)
     parser.add_argument("--url", help="a running Tracardi or collector; default: start one")
     parser.add_argument("--spool", action="store_true", help="also measure with a spool")
+    parser.add_argument("--batch-size", type=int, default=500, help="the emitter's batch_size")
     args = parser.parse_args()
     print("command:", "python", " ".join(sys.argv))
     with contextlib.ExitStack() as stack:
         url = args.url or stack.enter_context(collector())
-        result = run(url, args.events, args.visitors, None)
+        result = run(url, args.events, args.visitors, None, args.batch_size)
         print("memory queue:", json.dumps(result))
         if args.spool:
             with tempfile.TemporaryDirectory() as tmp:
-                spooled = run(url, args.events, args.visitors, str(Path(tmp) / "spool"))
+                spooled = run(
+                    url, args.events, args.visitors, str(Path(tmp) / "spool"), args.batch_size
+                )
             print("with spool:  ", json.dumps(spooled))
             print(f"spool cost: {spooled['track_us_mean'] / result['track_us_mean']:.2f}x track()")
 
