@@ -33,8 +33,7 @@ from .events import (
     StructuredEvent,
 )
 from .exceptions import InvalidEventError
-from .models import Options, SelfDescribingJson, Subject, Time
-from .models import event_type_slug as event_type_slug  # the importer's, too
+from .models import Options, SelfDescribingJson, Subject, Time, event_type_slug
 
 JsonDict = dict[str, Any]
 

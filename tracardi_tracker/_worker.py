@@ -414,7 +414,7 @@ class BackgroundEmitter:
                 return
             with contextlib.suppress(Exception):  # the sender meets it again and reports it
                 envelope.seal()  # encoded now: it waits as bytes, not as objects
-            key = (id(envelope.visitor), envelope.session_id)  # batch_key(), inlined
+            key = envelope.batch_key()
             buffer = buffers.get(key)
             if buffer is None:
                 buffer = buffers[key] = []

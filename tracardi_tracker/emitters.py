@@ -147,7 +147,7 @@ def group(envelopes: Sequence[Envelope]) -> list[list[Envelope]]:
     runs: list[list[Envelope]] = []
     open_runs: dict[tuple[int, str], list[Envelope]] = {}
     for envelope in envelopes:
-        key = (id(envelope.visitor), envelope.session_id)
+        key = envelope.batch_key()
         run = open_runs.get(key)
         if run is None or not _same_head(run[0].head, envelope.head):
             run = open_runs[key] = []

@@ -34,9 +34,9 @@ from typing import Any
 
 import attrs
 
-from .._serialization import event_type_slug
 from .._times import format_utc, from_epoch
 from ..exceptions import InvalidEventError
+from ..models import event_type_slug
 from ._errors import ImportConfigError
 from ._readers import CAST_NAMES, FORMATS, make_cast
 
