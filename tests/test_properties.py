@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import uuid
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -12,8 +13,10 @@ from typing import Any
 import attrs
 import pytest
 
-from tracardi_tracker import Event, InvalidEventError, Tracker
+from tracardi_tracker import Event, InvalidEventError, PageView, Time, Tracker
 from tracardi_tracker._capture import CapturingTransport
+from tracardi_tracker._serialization import dumps, encode_event, event_to_wire
+from tracardi_tracker.events import BaseEvent
 
 
 class Color(enum.Enum):
@@ -88,3 +91,28 @@ def test_bad_event_context_value_names_the_context_path(
     with pytest.raises(InvalidEventError) as raised:
         tracker.track(Event("x", context={"geo": {"lat": float("nan")}}))
     assert raised.value.path == "context.geo.lat"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        Event("Add To Cart", {"sku": "A1", "price": 49.9, "quantity": 2, "gift": False}),
+        Event("Empty"),
+        Event("x", {"at": datetime(2023, 1, 1, 12, tzinfo=timezone.utc), "labels": {"b", "a"}}),
+        Event("x", {"huge": 2**70, "nested": {"color": Color.RED, "item": Item("A", Decimal(1))}}),
+        Event("x", {"k": 1}, tags=("own",)),
+        PageView("https://shop.example/p/1?q=2#top", "Product", "https://ref.example/?a=b"),
+        PageView(
+            "https://shop.example/", time=Time(create=datetime(2020, 1, 1, tzinfo=timezone.utc))
+        ),
+    ],
+)
+@pytest.mark.parametrize("tags", [(), ("tracker-tag",)])
+def test_encoded_event_is_its_wire_form_whichever_path_encodes_it(
+    event: BaseEvent, tags: tuple[str, ...]
+) -> None:
+    wire = event_to_wire(event, "e-1")
+    if tags:
+        wire["tags"] = [*tags, *wire.get("tags", ())]
+    assert json.loads(encode_event(event, "e-1", tags)) == wire
+    assert encode_event(event, "e-1", tags) == dumps(wire)

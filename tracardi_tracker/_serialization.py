@@ -90,7 +90,8 @@ def check_json_value(value: Any, path: str) -> None:
         for key, item in value.items():
             if type(key) is not str:
                 raise InvalidEventError(path, f"key {key!r} is not a string")
-            if type(item) not in _PLAIN:
+            item_kind = type(item)
+            if item_kind not in _PLAIN and (item_kind is not float or not math.isfinite(item)):
                 check_json_value(item, f"{path}.{key}")
         return
     if kind is list:
@@ -306,6 +307,63 @@ def event_to_wire(event: BaseEvent, event_id: str) -> JsonDict:
     return wire
 
 
+def encode_event(event: BaseEvent, event_id: str, tags: tuple[str, ...] = ()) -> bytes:
+    """One event of a payload's ``events`` list, encoded: the same JSON as
+    :func:`event_to_wire` gives (with the tracker's ``tags`` put first), made faster
+    for the common events.
+
+    A custom event or page view with no times, context, options or tags of its own is
+    encoded straight from its fields, its properties as they are: they were checked at
+    ``track()``, and any value that would need converting (a datetime, a set, an
+    integer beyond 64 bits...) sends it down the general path, which converts it.
+    """
+    if not tags and _ORJSON is not None and _is_simple(event):
+        made = format_epoch_us(event.made_us)
+        wire: JsonDict
+        if type(event) is Event:
+            wire = {
+                "id": event_id,
+                "type": event_type_slug(event.type),
+                "time": {"create": made, "insert": made},
+                "properties": event.properties or {},
+            }
+        else:
+            assert isinstance(event, PageView)
+            wire = {
+                "id": event_id,
+                "type": "page-view",
+                "time": {"create": made, "insert": made},
+                "properties": {},
+                "context": {"page": page_context(event.page_url, event.page_title, event.referrer)},
+            }
+        try:
+            encoded: bytes = _ORJSON.dumps(wire, default=_refuse, option=_ORJSON_AS_IS)
+        except TypeError:
+            pass  # a value to convert: the general path below
+        else:
+            return memoryview(encoded).tobytes()
+    wire = event_to_wire(event, event_id)
+    if tags:
+        wire["tags"] = [*tags, *wire.get("tags", ())]
+    return dumps_kept(wire)
+
+
+def _is_simple(event: BaseEvent) -> bool:
+    kind = type(event)
+    return (
+        (kind is Event or kind is PageView)
+        and event.time is None
+        and event.true_timestamp is None
+        and event.context is None
+        and not event.options
+        and not event.tags
+    )
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} needs converting")
+
+
 def payload_context(
     subject: Subject,
     base: Mapping[str, Any] | None,
@@ -421,6 +479,10 @@ def _load_orjson() -> Any:
 
 
 _ORJSON: Any = _load_orjson()
+_ORJSON_AS_IS = (
+    0 if _ORJSON is None else _ORJSON.OPT_PASSTHROUGH_DATETIME | _ORJSON.OPT_PASSTHROUGH_DATACLASS
+)
+"""orjson options that hand every value our rules convert differently to ``default``."""
 
 
 def dumps(payload: Mapping[str, Any]) -> bytes:

@@ -37,7 +37,8 @@ if hasattr(os, "register_at_fork"):
 
 
 class Visitor:
-    """The mutable identity state of one visitor; every field is guarded by ``cond``."""
+    """The mutable identity state of one visitor; every field is guarded by ``lock``
+    (``cond`` is a condition on it, for the first-payload gate)."""
 
     __slots__ = (
         "_first_in_flight",
@@ -48,6 +49,7 @@ class Visitor:
         "_sessions_confirmed",
         "cond",
         "key",
+        "lock",
         "profile_alias",
         "profile_id",
         "session_alias",
@@ -56,7 +58,8 @@ class Visitor:
 
     def __init__(self, key: VisitorKey) -> None:
         self.key = key
-        self.cond = threading.Condition(threading.Lock())
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
         self.profile_id: str | None = None
         self.profile_alias: dict[str, str] = {}
         self.session_id: str | None = None
@@ -73,15 +76,17 @@ class Visitor:
         the threads that held them do not exist here."""
         if self._generation != _fork_generation:
             self._generation = _fork_generation
-            self.cond = threading.Condition(threading.Lock())
+            self.lock = threading.Lock()
+            self.cond = threading.Condition(self.lock)
             self._first_in_flight = None
 
     def session_for_event(
         self, given: str | None, now: float, timeout: float, new_id: Callable[[], str]
     ) -> str:
         """The session an event made at ``now`` belongs to, rotating after ``timeout`` idle."""
-        self._check_fork()
-        with self.cond:
+        if self._generation != _fork_generation:
+            self._check_fork()
+        with self.lock:  # the lock itself, not the condition: this runs in every track()
             session = self.session_id
             if given is not None:
                 session = given
@@ -185,8 +190,8 @@ def new_event_id(getrandbits: Callable[[int], int] = random.getrandbits) -> str:
     From the ``random`` module's generator, which is seeded from the OS and reseeded
     in a forked child, so ids never repeat across processes.
     """
-    text = "%032x" % (getrandbits(128) & _VERSION_MASK | _VERSION_BITS)
-    return "-".join((text[:8], text[8:12], text[12:16], text[16:20], text[20:]))
+    text = (getrandbits(128) & _VERSION_MASK | _VERSION_BITS).to_bytes(16, "big").hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 class VisitorRegistry:
@@ -205,7 +210,8 @@ class VisitorRegistry:
 
     def get(self, key: VisitorKey) -> Visitor:
         """The visitor for ``key``, made on first use."""
-        self._check_fork()
+        if self._generation != _fork_generation:
+            self._check_fork()
         with self._lock:
             visitor = self._visitors.get(key)
             if visitor is None:

@@ -23,6 +23,7 @@ from ._retry import RetryPolicy
 from ._serialization import (
     JsonDict,
     dumps_kept,
+    encode_event,
     encode_payload,
     event_to_wire,
     payload_to_wire,
@@ -91,8 +92,12 @@ class Envelope:
         """The event's wire form encoded as JSON (made once, then kept)."""
         encoded = self.encoded
         if encoded is None:
-            wire = self.wire if self.wire is not None else self._build()
-            encoded = self.encoded = dumps_kept(wire)
+            if self.wire is not None:
+                encoded = dumps_kept(self.wire)
+            else:
+                assert self.source is not None
+                encoded = encode_event(self.source, self.event_id, self.tags)
+            self.encoded = encoded
         return encoded
 
     def seal(self) -> None:
