@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import logging
 import os
 import threading
@@ -412,8 +411,11 @@ class BackgroundEmitter:
                 with self._lock:
                     self._held -= count - taken
                 return
-            with contextlib.suppress(Exception):  # the sender meets it again and reports it
+            # not contextlib.suppress: a context manager per event costs 0.2 µs here
+            try:  # noqa: SIM105
                 envelope.seal()  # encoded now: it waits as bytes, not as objects
+            except Exception:  # the sender meets it again and reports it
+                pass
             key = envelope.batch_key()
             buffer = buffers.get(key)
             if buffer is None:
