@@ -19,10 +19,10 @@ Losses are counted and reported, never raised into the caller.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -507,7 +507,14 @@ class BackgroundEmitter:
 
 
 def _on_event_loop() -> bool:
-    """True when called from a thread running an asyncio loop, which must never block."""
+    """True when called from a thread running an asyncio loop, which must never block.
+
+    asyncio is not imported for this (it loads ssl, ~12 MB): a process that has not
+    imported it runs no event loop.
+    """
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -3,7 +3,6 @@ into envelopes for its emitter."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import time
@@ -199,10 +198,14 @@ class Tracker:
 
     async def aflush(self, timeout: float | None = None) -> int:
         """:meth:`flush` without blocking the event loop (it runs in a worker thread)."""
+        import asyncio  # here, not at the top: asyncio loads ssl, ~12 MB of memory
+
         return await asyncio.to_thread(self.flush, timeout)
 
     async def aclose(self, timeout: float | None = 5.0) -> int:
         """:meth:`close` without blocking the event loop, for lifespan handlers."""
+        import asyncio
+
         return await asyncio.to_thread(self.close, timeout)
 
     def new_session(self) -> str:
