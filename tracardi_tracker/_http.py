@@ -6,8 +6,8 @@ request head and the body in one ``sendall`` and reads the answer with a few ``b
 operations, about a third of ``http.client``'s cost. More important, sending and reading
 are separate steps (:meth:`HttpConnection.send`, :meth:`HttpConnection.receive`), so one
 thread can keep a request in flight on each of several connections while it reads and
-encodes the next payloads (see :mod:`._pipeline`); :meth:`HttpConnection.post` does both
-at once for the threaded sender and for retries.
+encodes the next payloads (see :mod:`tracardi_tracker.importer._pipeline`);
+:meth:`HttpConnection.post` does both at once for the threaded sender and for retries.
 
 Answers are mapped by the SDK's own :func:`~tracardi_tracker._transport.interpret`, so
 statuses and errors mean exactly what they mean for the tracker. A connection the server
@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._transport import USER_AGENT, TrackResponse, interpret
-from ..exceptions import TransportError
+from ._transport import USER_AGENT, TrackResponse, interpret
+from .exceptions import TransportError
 
 __all__ = ["Answer", "HttpConnection", "ProtocolError"]
 
