@@ -1,38 +1,56 @@
-"""A lean keep-alive HTTP/1.1 connection for the importer, on a plain socket.
+"""A lean keep-alive HTTP/1.1 client on a plain socket: the SDK's default way to POST.
 
-An import makes tens of thousands of small requests. ``requests`` spends several hundred
-microseconds of CPU on each, ``http.client`` about a hundred; this one writes a prepared
-request head and the body in one ``sendall`` and reads the answer with a few ``bytes``
-operations, about a third of ``http.client``'s cost. More important, sending and reading
-are separate steps (:meth:`HttpConnection.send`, :meth:`HttpConnection.receive`), so one
-thread can keep a request in flight on each of several connections while it reads and
-encodes the next payloads (see :mod:`tracardi_tracker.importer._pipeline`);
-:meth:`HttpConnection.post` does both at once for the threaded sender and for retries.
+``requests`` spends several hundred microseconds of CPU on each request, ``http.client``
+about a hundred; this client writes a prepared request head and the body in one
+``sendall`` and reads the answer with a few ``bytes`` operations. Two layers:
+
+- :class:`HttpConnection`: one connection, one request at a time, not thread-safe.
+  Sending and reading are separate steps (:meth:`HttpConnection.send`,
+  :meth:`HttpConnection.receive`), so the importer keeps a request in flight on each of
+  several connections while it encodes the next payloads (see
+  :mod:`tracardi_tracker.importer._pipeline`); :meth:`HttpConnection.post` does both.
+- :class:`LeanTransport`: the SDK's ``Transport`` protocol over a pool of connections,
+  thread-safe (see its docstring), used by the emitters through
+  :mod:`tracardi_tracker._default_transport`.
 
 Answers are mapped by the SDK's own :func:`~tracardi_tracker._transport.interpret`, so
-statuses and errors mean exactly what they mean for the tracker. A connection the server
-closed while it was idle is reopened and the request sent again, once (safe: every event
-carries its id). Proxy settings in the environment are not read; pass
-``transport_factory=lambda: HttpTransport()`` to :func:`import_events` to send through
-``requests`` instead (proxies, a custom CA bundle).
+statuses and errors mean exactly what they mean with ``requests``; every failure to
+deliver is a :class:`~tracardi_tracker.exceptions.TransportError`. Answers may come with
+a ``Content-Length``, chunked, or ended by closing the connection; interim ``1xx``
+answers are skipped; gzip and deflate bodies are decoded. A connection the server closed
+while it was idle is reopened and the request sent again, once (safe: every event
+carries its id). TLS is verified as ``requests`` verifies it: ``verify=True`` trusts
+``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE`` or certifi's bundle, ``verify="path"`` a CA
+bundle file or a directory of certificates, ``verify=False`` anything. Proxies are not
+spoken: the emitters send through ``requests`` where one applies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
+import re
 import socket
 import ssl
+import threading
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from ._transport import USER_AGENT, TrackResponse, interpret
-from .exceptions import TransportError
+from ._transport import DEFAULT_TIMEOUT, USER_AGENT, TrackResponse, interpret
+from .exceptions import DeliveryError, TransportError
 
-__all__ = ["Answer", "HttpConnection", "ProtocolError"]
+__all__ = ["Answer", "HttpConnection", "LeanTransport", "ProtocolError", "tls_context"]
 
 _MAX_HEAD = 64 * 1024
 _RECEIVE = 256 * 1024
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_UNSAFE_VALUE = re.compile(r"[\r\n\0]")
+_PATH_SAFE = "!#$%&'()*+,/:;=?@[]~"
+_STALE = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, ssl.SSLEOFError)
+"""What a connection the server closed while it was idle raises when it is used again."""
 
 
 class ProtocolError(Exception):
@@ -48,14 +66,17 @@ class _Closed(Exception):
 
 
 class Answer:
-    """One HTTP answer: status, body, and the ``Retry-After`` header if any."""
+    """One HTTP answer: status, body, and the ``Retry-After`` and ``Location`` headers."""
 
-    __slots__ = ("content", "retry_after", "status")
+    __slots__ = ("content", "location", "retry_after", "status")
 
-    def __init__(self, status: int, content: bytes, retry_after: str | None) -> None:
+    def __init__(
+        self, status: int, content: bytes, retry_after: str | None, location: str | None = None
+    ) -> None:
         self.status = status
         self.content = content
         self.retry_after = retry_after
+        self.location = location
 
     def interpret(self, event_ids: Sequence[str] = ()) -> TrackResponse:
         """Map the answer like the SDK does (raises a ``DeliveryError`` for failures)."""
@@ -63,12 +84,65 @@ class Answer:
         return interpret(self.status, self.content, headers, event_ids=event_ids)
 
 
+@functools.lru_cache(maxsize=8)
+def _load_context(where: str | None) -> ssl.SSLContext:
+    if where is None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif os.path.isdir(where):
+        context = ssl.create_default_context(capath=where)
+    else:
+        context = ssl.create_default_context(cafile=where)
+    return context
+
+
+def tls_context(verify: bool | str) -> ssl.SSLContext:
+    """The TLS settings ``requests`` would use for ``verify`` (made once per bundle).
+
+    ``True``: the bundle named by ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``, else
+    certifi's; a string: that CA bundle file or directory of certificates; ``False``: no
+    verification. An unreadable bundle raises
+    :class:`~tracardi_tracker.exceptions.TransportError`.
+    """
+    where: str | None
+    if verify is False:
+        where = None
+    elif isinstance(verify, str):
+        where = verify
+    else:
+        where = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if not where:
+            import certifi  # a dependency of requests; imported only for TLS
+
+            where = certifi.where()
+    try:
+        return _load_context(where)
+    except (OSError, ssl.SSLError) as error:
+        raise TransportError(f"cannot use the CA certificates at {where}: {error}") from error
+
+
+def _header_lines(headers: Mapping[str, str]) -> bytes:
+    """Encode request headers, refusing what would break the request (line breaks)."""
+    lines = []
+    for name, value in headers.items():
+        text = str(value)
+        if not _TOKEN.fullmatch(name) or _UNSAFE_VALUE.search(text):
+            raise DeliveryError(f"header {name!r} cannot be sent: {text[:60]!r}")
+        try:
+            lines.append(f"{name}: {text}\r\n".encode("latin-1"))
+        except UnicodeEncodeError as error:
+            raise DeliveryError(f"header {name!r} cannot be sent: {text[:60]!r}") from error
+    return b"".join(lines)
+
+
 class HttpConnection:
     """One keep-alive connection to one URL; one request at a time; not thread-safe.
 
     ``send(body)`` writes a POST of ``body`` (opening the connection if needed),
     ``receive()`` reads its answer; :meth:`post` is the SDK's ``Transport`` protocol (both
-    at once, to any URL). Failures raise
+    at once, to any URL). ``headers`` go with every request, those given to ``send`` or
+    ``post`` with that request only. Failures raise
     :class:`~tracardi_tracker.exceptions.TransportError`.
     """
 
@@ -77,11 +151,13 @@ class HttpConnection:
         url: str | None = None,
         *,
         timeout: float = 30.0,
-        verify: bool = True,
+        verify: bool | str = True,
         headers: Mapping[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.timeout = timeout
         self.verify = verify
+        self._tls = tls
         self._extra = dict(headers or {})
         self._sock: Any = None
         self._reused = False
@@ -90,6 +166,10 @@ class HttpConnection:
         self._request: bytes | None = None
         self.url = ""
         self._target: tuple[str, str, int] = ("", "", 0)
+        self._fixed: dict[str, str] = {}
+        self._fixed_names: set[str] = set()
+        self._line = b""
+        self._lead = b""
         self._head = b""
         if url is not None:
             self._aim(url)
@@ -99,34 +179,41 @@ class HttpConnection:
     def _aim(self, url: str) -> None:
         if url == self.url:
             return
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as error:
+            raise TransportError(f"cannot send to {url}: {error}") from error
         scheme = parts.scheme.lower()
-        if scheme not in ("http", "https"):
-            raise TransportError(f"cannot send to {url}: not an http(s) URL")
-        host = parts.hostname or "localhost"
-        port = parts.port or (443 if scheme == "https" else 80)
+        if scheme not in ("http", "https") or not parts.hostname:
+            raise TransportError(f"cannot send to {url}: not an http(s) URL with a host")
+        host = parts.hostname
+        port = port or (443 if scheme == "https" else 80)
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
+        path = quote(path, safe=_PATH_SAFE)  # what requests sends: spaces etc. escaped
         target = (scheme, host, port)
         if target != self._target:
             self.close()
-        self.url = url
-        self._target = target
         shown = f"[{host}]" if ":" in host else host
         if port != (443 if scheme == "https" else 80):
             shown = f"{shown}:{port}"
-        lines = [
-            f"POST {path} HTTP/1.1",
-            f"Host: {shown}",
-            f"User-Agent: {USER_AGENT}",
-            "Content-Type: application/json",
-            "Accept: application/json",
-            "Accept-Encoding: identity",
-            *(f"{name}: {value}" for name, value in self._extra.items()),
-            "Content-Length: ",
-        ]
-        self._head = "\r\n".join(lines).encode("latin-1")
+        fixed = {
+            "Host": shown,
+            "User-Agent": USER_AGENT,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",
+            **self._extra,
+        }
+        self._line = f"POST {path} HTTP/1.1\r\n".encode("latin-1")
+        self._lead = self._line + _header_lines(fixed)
+        self._head = self._lead + b"Content-Length: "
+        self._fixed = fixed
+        self._fixed_names = {name.lower() for name in fixed}
+        self.url = url
+        self._target = target
 
     def _connect(self) -> Any:
         scheme, host, port = self._target
@@ -140,14 +227,14 @@ class HttpConnection:
             ) from error
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if scheme == "https":
-            context = ssl.create_default_context()
-            if not self.verify:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
             try:
-                sock = context.wrap_socket(sock, server_hostname=host)
-            except (OSError, ssl.SSLError) as error:
+                if self._tls is None:
+                    self._tls = tls_context(self.verify)
+                sock = self._tls.wrap_socket(sock, server_hostname=host)
+            except (OSError, ssl.SSLError, TransportError) as error:
                 sock.close()
+                if isinstance(error, TransportError):
+                    raise
                 raise TransportError(f"could not reach {self.url}: {error}") from error
         self._sock = sock
         self._reused = False
@@ -160,6 +247,11 @@ class HttpConnection:
     def busy(self) -> bool:
         """Whether a request was sent and its answer not read yet."""
         return self._request is not None
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open (and can be used for the next request)."""
+        return self._sock is not None
 
     def fileno(self) -> int:
         """The socket's descriptor (for ``select``); -1 when not connected."""
@@ -174,9 +266,20 @@ class HttpConnection:
             return True
         return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
-    def send(self, body: bytes) -> None:
-        """Send a POST of ``body``; read the answer with :meth:`receive`."""
-        request = self._head + str(len(body)).encode() + b"\r\n\r\n" + body
+    def send(self, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+        """Send a POST of ``body``, with ``headers`` for this request only; read the answer
+        with :meth:`receive`. A header that cannot be sent raises a ``DeliveryError``."""
+        length = str(len(body)).encode()
+        if not headers:
+            request = b"".join((self._head, length, b"\r\n\r\n", body))
+        else:
+            names = {name.lower() for name in headers}
+            if names.isdisjoint(self._fixed_names):
+                lead = self._lead + _header_lines(headers)
+            else:  # this request replaces a fixed header
+                kept = {n: v for n, v in self._fixed.items() if n.lower() not in names}
+                lead = self._line + _header_lines({**kept, **headers})
+            request = b"".join((lead, b"Content-Length: ", length, b"\r\n\r\n", body))
         self._request = request
         try:
             self._write(request)
@@ -190,7 +293,7 @@ class HttpConnection:
             try:
                 sock.sendall(request)
                 return
-            except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as error:
+            except _STALE as error:
                 reused = self._reused
                 self.close(keep_request=True)
                 if reused and attempt == 1:
@@ -209,14 +312,15 @@ class HttpConnection:
         try:
             try:
                 answer, keep = self._read()
-            except (_Closed, ConnectionResetError, ConnectionAbortedError):
+            except (_Closed, *_STALE):
                 stale = self._reused and not self._answered
                 self.close(keep_request=True)
                 if not stale:
                     raise
                 self._write(request)  # closed while idle: send again on a new connection
+                self._answered = False
                 answer, keep = self._read()
-        except (_Closed, OSError, ProtocolError, ValueError) as error:
+        except (_Closed, OSError, ProtocolError, ValueError, zlib.error) as error:
             self.close()
             raise self._failure(error) from error
         except BaseException:
@@ -237,17 +341,14 @@ class HttpConnection:
         event_ids: Sequence[str] = (),
         headers: Mapping[str, str] | None = None,
     ) -> TrackResponse:
-        """POST one encoded payload and map the answer (the SDK's ``Transport`` protocol)."""
-        if headers:
-            merged = {**self._extra, **headers}
-            if merged != self._extra:
-                self._extra = merged
-                self.url = ""
-        self._aim(url)
+        """POST one encoded payload and map the answer (the SDK's ``Transport`` protocol).
+
+        ``headers`` go with this request only."""
         try:
-            self.send(body)
+            self._aim(url)
+            self.send(body, headers)
             answer = self.receive()
-        except TransportError as error:
+        except DeliveryError as error:
             error.event_ids = tuple(event_ids)
             raise
         return answer.interpret(event_ids)
@@ -303,7 +404,11 @@ class HttpConnection:
             else:
                 content = self._read_to_end()
                 keep = False
-            return Answer(status, content, fields.get("retry-after")), keep
+            encoding = fields.get("content-encoding", "identity").lower()
+            if encoding in ("gzip", "x-gzip", "deflate") and content:
+                content = _decompress(content, encoding)
+            answer = Answer(status, content, fields.get("retry-after"), fields.get("location"))
+            return answer, keep
 
     def _read_exactly(self, length: int) -> bytes:
         if length < 0:
@@ -352,10 +457,12 @@ class HttpConnection:
     # -- closing ----------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget the connection without closing it (after a fork: it is the parent's)."""
-        self._sock = None
-        self._request = None
-        self._buffer.clear()
+        """Forget the connection (after a fork: it is the parent's).
+
+        This process's copy of the descriptor is closed, which sends nothing to the server
+        while the parent holds its own copy (and TLS sends no close_notify on ``close``).
+        """
+        self.close()
 
     def close(self, *, keep_request: bool = False) -> None:
         """Close the connection; idempotent. The next request opens a new one."""
@@ -367,3 +474,106 @@ class HttpConnection:
         if sock is not None:
             with contextlib.suppress(OSError):  # closing never matters
                 sock.close()
+
+
+def _decompress(content: bytes, encoding: str) -> bytes:
+    if encoding == "deflate":
+        try:
+            return zlib.decompress(content)
+        except zlib.error:
+            return zlib.decompress(content, -zlib.MAX_WBITS)  # raw deflate, as some send
+    return zlib.decompress(content, 16 + zlib.MAX_WBITS)
+
+
+class LeanTransport:
+    """The SDK's ``Transport`` over pooled :class:`HttpConnection` objects; thread-safe.
+
+    Each :meth:`post` takes an idle connection to its URL from the pool (or opens one),
+    sends and reads without holding any lock, then puts the connection back, keeping at
+    most ``max_idle`` idle connections per URL. So the background emitter's one sender
+    thread reuses one connection, and a ``SyncEmitter`` called from many threads gets
+    one connection per concurrent call; the only shared state is the pool, touched
+    under a lock for a list ``pop``/``append`` (well under a microsecond). A lock per
+    connection would serialise concurrent calls instead.
+
+    :meth:`close` (from any thread, idempotent) closes the idle connections at once and
+    those in use when their request ends (a socket another thread is reading is never
+    closed under it); a later :meth:`post` opens new ones, as ``requests`` does.
+    :meth:`reset` (in a forked child) forgets the parent's connections and lock.
+    Redirects are not followed: :meth:`exchange` returns the ``Answer`` so a caller can.
+    """
+
+    def __init__(
+        self, *, timeout: float = DEFAULT_TIMEOUT, verify: bool | str = True, max_idle: int = 10
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
+        self.timeout = timeout
+        self.verify = verify
+        self.max_idle = max_idle
+        self._tls: ssl.SSLContext | None = None
+        self._lock = threading.Lock()
+        self._idle: dict[str, list[HttpConnection]] = {}
+        self._generation = 0
+
+    def exchange(self, url: str, body: bytes, headers: Mapping[str, str] | None) -> Answer:
+        """POST ``body`` to ``url`` and return the answer as it came, unmapped."""
+        with self._lock:
+            idle = self._idle.get(url)
+            connection = idle.pop() if idle else None
+            generation = self._generation
+        if connection is None:
+            if self._tls is None and url[:6].lower() == "https:":
+                self._tls = tls_context(self.verify)
+            connection = HttpConnection(url, timeout=self.timeout, tls=self._tls)
+        try:
+            connection.send(body, headers)
+            answer = connection.receive()
+        except BaseException:
+            connection.close()
+            raise
+        if connection.connected:
+            with self._lock:
+                if generation == self._generation:
+                    idle = self._idle.setdefault(url, [])
+                    if len(idle) < self.max_idle:
+                        idle.append(connection)
+                        return answer
+            connection.close()
+        return answer
+
+    def post(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        event_ids: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> TrackResponse:
+        """POST one encoded payload and return Tracardi's answer, or raise a
+        :class:`~tracardi_tracker.exceptions.DeliveryError` subclass."""
+        try:
+            answer = self.exchange(url, body, headers)
+        except DeliveryError as error:
+            error.event_ids = tuple(event_ids)
+            raise
+        return answer.interpret(event_ids)
+
+    def reset(self) -> None:
+        """Forget the parent's connections and lock (called in a forked child)."""
+        idle, self._idle = self._idle, {}
+        self._lock = threading.Lock()
+        self._generation += 1
+        for connections in idle.values():
+            for connection in connections:
+                connection.reset()
+
+    def close(self) -> None:
+        """Close the idle connections now and those in use when their request ends;
+        idempotent."""
+        with self._lock:
+            idle, self._idle = self._idle, {}
+            self._generation += 1
+        for connections in idle.values():
+            for connection in connections:
+                connection.close()
