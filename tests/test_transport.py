@@ -26,7 +26,7 @@ from tracardi_tracker import (
     __version__,
 )
 from tracardi_tracker._retry import RetryableServerError
-from tracardi_tracker._transport import retry_after
+from tracardi_tracker._transport import HttpTransport, retry_after
 
 URL = "http://tracardi.test:8686/track"
 FAST = RetryPolicy(attempts=3, initial_wait=0.001, max_wait=0.01, max_elapsed=5)
@@ -49,7 +49,10 @@ def mocked() -> Iterator[responses.RequestsMock]:
 
 
 def make(**emitter: Any) -> Tracker:
+    """A tracker whose emitter sends through ``requests``, where ``responses`` intercepts
+    it; the emitters' default (lean) transport is tested in tests/http."""
     emitter.setdefault("retry", FAST)
+    emitter.setdefault("transport", HttpTransport())
     return Tracker("http://tracardi.test:8686/", "src", emitter=SyncEmitter(**emitter))
 
 

@@ -1,7 +1,14 @@
-"""The only module that talks HTTP: one POST, and every answer mapped to our types.
+"""The ``Transport`` protocol, the ``requests``-based transport, and every answer mapped
+to our types.
 
-Foreign errors (``requests``' and JSON's) are translated here and raised ``from``
-the original. Nothing above this module imports ``requests``.
+Two clients talk HTTP: :class:`HttpTransport` here (``requests``: proxies, a caller's
+own session) and the lean keep-alive client in :mod:`tracardi_tracker._http` (the
+importer's, and the emitters' default where no proxy applies: see
+:mod:`tracardi_tracker._default_transport`). Both map answers with :func:`interpret`, so
+a status means the same whichever sent the request. Foreign errors (``requests``', the
+socket's and JSON's) are translated into our exceptions and raised ``from`` the
+original. Above these modules ``requests`` is imported only for the type of a
+caller's session.
 """
 
 from __future__ import annotations

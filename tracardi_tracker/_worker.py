@@ -34,9 +34,10 @@ from typing import Literal
 import attrs
 import requests
 
+from ._default_transport import default_transport
 from ._retry import RetryPolicy, is_retryable
 from ._spool import Spool
-from ._transport import DEFAULT_TIMEOUT, HttpTransport, Transport
+from ._transport import DEFAULT_TIMEOUT, Transport
 from .emitters import (
     Envelope,
     FailureCallback,
@@ -139,7 +140,7 @@ class BackgroundEmitter:
         self.retry = retry or _BACKGROUND_RETRY
         self.atexit_timeout = atexit_timeout
         self._callbacks = _Callbacks(on_success, on_failure)
-        self._transport = transport or HttpTransport(
+        self._transport = transport or default_transport(
             timeout=timeout, verify=verify, session=session
         )
         self._spool_path = Path(spool) if spool is not None else None

@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 import requests
 
+from ._default_transport import default_transport
 from ._retry import RetryPolicy
 from ._serialization import (
     JsonDict,
@@ -28,7 +29,7 @@ from ._serialization import (
     event_to_wire,
     payload_to_wire,
 )
-from ._transport import DEFAULT_TIMEOUT, HttpTransport, TrackResponse, Transport
+from ._transport import DEFAULT_TIMEOUT, TrackResponse, Transport
 from ._visitors import Visitor
 from .events import BaseEvent
 from .exceptions import DeliveryError, TrackerClosedError, UndeliveredError
@@ -308,7 +309,7 @@ class SyncEmitter:
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
         self.batch_size = batch_size
         self.retry = retry or RetryPolicy()
-        self._transport = transport or HttpTransport(
+        self._transport = transport or default_transport(
             timeout=timeout, verify=verify, session=session
         )
         self._callbacks = _Callbacks(on_success, on_failure)

@@ -18,12 +18,12 @@ from importer_helpers import SOURCE_ID, row
 from scripted_server import Reply, ScriptedTracardi, scripted
 
 from tracardi_tracker import Time
+from tracardi_tracker._http import HttpConnection
 from tracardi_tracker._retry import RetryPolicy
 from tracardi_tracker._serialization import payload_to_wire
 from tracardi_tracker.exceptions import PayloadRejectedError, TransportError
 from tracardi_tracker.importer import ImportAbortedError, ImportSummary, _json, import_events
 from tracardi_tracker.importer._checkpoint import Checkpoint
-from tracardi_tracker.importer._http import HttpConnection
 from tracardi_tracker.importer._sender import Batch, Delivery, RejectSink
 from tracardi_tracker.models import Options
 

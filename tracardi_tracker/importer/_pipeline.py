@@ -28,12 +28,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .._http import HttpConnection
 from .._retry import RetryPolicy
 from ..exceptions import DeliveryError, TransportError
 from ..models import Options
 from . import _json
 from ._checkpoint import Checkpoint
-from ._http import HttpConnection
 from ._sender import (
     Abort,
     Batch,
