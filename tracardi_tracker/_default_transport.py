@@ -26,16 +26,18 @@ from __future__ import annotations
 
 import netrc
 import os
+import sys
 import threading
-import urllib.request
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
-
-import requests
 
 from ._http import LeanTransport
 from ._transport import DEFAULT_TIMEOUT, HttpTransport, TrackResponse, Transport
 from .exceptions import DeliveryError
+
+if TYPE_CHECKING:
+    import requests  # loaded only when a requests transport is made (~19 MB of memory)
 
 __all__ = ["DefaultTransport", "default_transport", "needs_requests"]
 
@@ -64,10 +66,21 @@ def needs_requests(url: str) -> bool:
     host = parts.hostname or ""
     if scheme not in ("http", "https") or not host:
         return True  # requests says what is wrong with it, as it always has
-    proxies = urllib.request.getproxies()
-    if (proxies.get(scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(host):
-        return True
+    if _may_proxy():
+        import urllib.request  # only here: it loads http.client and ssl (~12 MB)
+
+        proxies = urllib.request.getproxies()
+        if (proxies.get(scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(host):
+            return True
     return _netrc_knows(host)
+
+
+def _may_proxy() -> bool:
+    """False when no proxy can apply: on Linux, ``urllib.request.getproxies()`` reads only
+    ``*_proxy`` variables of the environment (elsewhere it also asks the system)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(name.lower().endswith("_proxy") for name in os.environ)
 
 
 def _netrc_knows(host: str) -> bool:

@@ -32,15 +32,18 @@ import functools
 import os
 import re
 import socket
-import ssl
+import sys
 import threading
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from ._transport import DEFAULT_TIMEOUT, USER_AGENT, TrackResponse, interpret
 from .exceptions import DeliveryError, TransportError
+
+if TYPE_CHECKING:
+    import ssl  # imported where TLS is used: ssl costs ~12 MB of memory to load
 
 __all__ = ["Answer", "HttpConnection", "LeanTransport", "ProtocolError", "tls_context"]
 
@@ -49,8 +52,18 @@ _RECEIVE = 256 * 1024
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _UNSAFE_VALUE = re.compile(r"[\r\n\0]")
 _PATH_SAFE = "!#$%&'()*+,/:;=?@[]~"
-_STALE = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, ssl.SSLEOFError)
-"""What a connection the server closed while it was idle raises when it is used again."""
+_STALE = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+
+
+def _stale() -> tuple[type[Exception], ...]:
+    """What a connection the server closed while it was idle raises when it is used again
+    (``ssl``'s EOF error too once TLS is in use: ``ssl`` is loaded only for https)."""
+    ssl = sys.modules.get("ssl")
+    return _STALE if ssl is None else (*_STALE, ssl.SSLEOFError)
+
+
+def _closed_or_stale() -> tuple[type[Exception], ...]:
+    return (_Closed, *_stale())
 
 
 class ProtocolError(Exception):
@@ -86,6 +99,8 @@ class Answer:
 
 @functools.lru_cache(maxsize=8)
 def _load_context(where: str | None) -> ssl.SSLContext:
+    import ssl
+
     if where is None:
         context = ssl.create_default_context()
         context.check_hostname = False
@@ -118,7 +133,7 @@ def tls_context(verify: bool | str) -> ssl.SSLContext:
             where = certifi.where()
     try:
         return _load_context(where)
-    except (OSError, ssl.SSLError) as error:
+    except OSError as error:  # ssl.SSLError is one
         raise TransportError(f"cannot use the CA certificates at {where}: {error}") from error
 
 
@@ -231,7 +246,7 @@ class HttpConnection:
                 if self._tls is None:
                     self._tls = tls_context(self.verify)
                 sock = self._tls.wrap_socket(sock, server_hostname=host)
-            except (OSError, ssl.SSLError, TransportError) as error:
+            except (OSError, TransportError) as error:  # ssl.SSLError is an OSError
                 sock.close()
                 if isinstance(error, TransportError):
                     raise
@@ -264,7 +279,8 @@ class HttpConnection:
         sock = self._sock
         if sock is None:
             return True
-        return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+        ssl = sys.modules.get("ssl")
+        return ssl is not None and isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
     def send(self, body: bytes, headers: Mapping[str, str] | None = None) -> None:
         """Send a POST of ``body``, with ``headers`` for this request only; read the answer
@@ -293,7 +309,7 @@ class HttpConnection:
             try:
                 sock.sendall(request)
                 return
-            except _STALE as error:
+            except _stale() as error:
                 reused = self._reused
                 self.close(keep_request=True)
                 if reused and attempt == 1:
@@ -312,7 +328,7 @@ class HttpConnection:
         try:
             try:
                 answer, keep = self._read()
-            except (_Closed, *_STALE):
+            except _closed_or_stale():
                 stale = self._reused and not self._answered
                 self.close(keep_request=True)
                 if not stale:

@@ -19,10 +19,9 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
-import requests
 
 from ._retry import RetryableServerError
 from ._version import __version__
@@ -32,6 +31,9 @@ from .exceptions import (
     SourceRejectedError,
     TransportError,
 )
+
+if TYPE_CHECKING:
+    import requests  # loaded only when a requests transport is made (~19 MB of memory)
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +103,8 @@ class HttpTransport:
 
     @staticmethod
     def _new_session() -> requests.Session:
+        import requests
+
         session = requests.Session()
         session.headers.update(
             {
@@ -137,6 +141,8 @@ class HttpTransport:
     ) -> TrackResponse:
         """POST one encoded payload and return Tracardi's answer, or raise a
         :class:`~tracardi_tracker.exceptions.DeliveryError` subclass."""
+        import requests  # already loaded by the session: a dictionary lookup
+
         try:
             response = self._session.post(
                 url,

@@ -29,10 +29,9 @@ import weakref
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import attrs
-import requests
 
 from ._default_transport import default_transport
 from ._retry import RetryPolicy, is_retryable
@@ -47,6 +46,9 @@ from .emitters import (
     split_by_head,
 )
 from .exceptions import DeliveryError, QueueFullError, TrackerClosedError, UndeliveredError
+
+if TYPE_CHECKING:
+    import requests  # loaded only when a requests transport is made (~19 MB of memory)
 
 logger = logging.getLogger(__name__)
 

@@ -14,10 +14,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
-import requests
 
 from ._default_transport import default_transport
 from ._retry import RetryPolicy
@@ -34,6 +33,9 @@ from ._visitors import Visitor
 from .events import BaseEvent
 from .exceptions import DeliveryError, TrackerClosedError, UndeliveredError
 from .models import Options, Time
+
+if TYPE_CHECKING:
+    import requests  # loaded only when a requests transport is made (~19 MB of memory)
 
 __all__ = ["Emitter", "Envelope", "FailureCallback", "SuccessCallback", "SyncEmitter"]
 

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -203,3 +206,35 @@ def test_the_background_emitter_delivers_through_the_lean_client(
     tracker.close()
     assert routes == {tracardi_collector.track_url: False}
     assert Counter(event.id for event in tracardi_collector.events()) == Counter(ids)
+
+
+@pytest.mark.e2e
+def test_tracking_to_a_plain_http_endpoint_loads_neither_requests_nor_ssl_nor_asyncio(
+    tracardi_collector: Collector,
+) -> None:
+    # requests, ssl and asyncio cost ~17 MB of memory between them; a fresh process shows
+    # which modules a tracker really loads
+    script = (
+        "import sys\n"
+        "from tracardi_tracker import PageView, Tracker\n"
+        "tracker = Tracker(sys.argv[1], 'src')\n"
+        "tracker.track(PageView('https://shop.example/'))\n"
+        "assert tracker.flush(30) == 0\n"
+        "tracker.close()\n"
+        "print(sorted({'requests', 'ssl', 'asyncio', 'urllib3'} & set(sys.modules)))\n"
+    )
+    environment = {
+        name: value for name, value in os.environ.items() if not name.lower().endswith("_proxy")
+    }
+    environment["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    environment["NETRC"] = "/nonexistent/netrc"
+    finished = subprocess.run(
+        [sys.executable, "-c", script, tracardi_collector.url],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+        check=True,
+    )
+    assert finished.stdout.strip() == "[]"
+    assert len(tracardi_collector.events()) == 1
