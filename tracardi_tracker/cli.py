@@ -232,18 +232,19 @@ def _run_collector(args: argparse.Namespace) -> int:
     except (CollectorError, ValueError) as error:
         print(f"tracardi-tracker collector: {error}", file=sys.stderr)
         return 2 if isinstance(error, ValueError) else 1
-    _print_banner(collector, args.db)
-    # This process only serves the collector: collect garbage less often (each request makes
-    # thousands of short-lived containers) and leave start-up objects out of full collections.
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
     stopping = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stopping.set()
 
     previous = signal.signal(signal.SIGTERM, on_signal)
-    try:
+    try:  # from here on, Ctrl-C (even at once, before the banner is out) stops it cleanly
+        # This process only serves the collector: collect garbage less often (each request
+        # makes thousands of short-lived containers) and leave start-up objects out of full
+        # collections.
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
+        _print_banner(collector, args.db)
         while not stopping.wait(0.5):
             pass
     except KeyboardInterrupt:
