@@ -10,7 +10,8 @@ then runs the importer in a child process against
   as a request's body is in, which shows the importer's own ceiling.
 
 For each it prints events/s, the importer's CPU time per event (user + system, the
-measure that holds on a shared machine), the peak memory (max RSS) of the importer, and
+measure that holds on a shared machine), the server's CPU time per event (read from
+``/proc``, Linux only), the peak memory (max RSS) of the importer, and
 the command that does the same. ``--runs N`` repeats each import (medians are shown too).
 With ``--memory-check`` it also imports a tenth of the file and compares peak memory: flat
 means the same within a few MB.
@@ -202,6 +203,21 @@ def _run_import(
     return answer
 
 
+def _process_cpu(pid: int) -> float | None:
+    """Seconds of CPU (user + system, all threads) process ``pid`` used so far (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _collector_reset(url: str) -> None:
+    request = urllib.request.Request(f"{url}/micro/reset", data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+
+
 def _collector_count(url: str) -> int:
     with urllib.request.urlopen(f"{url}/micro/all", timeout=30) as response:
         return int(json.load(response)["good"])
@@ -272,18 +288,31 @@ def main() -> int:
             try:
                 results = []
                 for _ in range(max(1, args.runs)):
+                    if name == "collector":  # each run a fresh import, not a resend
+                        _collector_reset(url)
+                    server_before = _process_cpu(server.pid)
                     result = _run_import(path, url, args, workdir)
+                    server_after = _process_cpu(server.pid)
+                    if server_before is not None and server_after is not None:
+                        result["server_cpu_us_per_event"] = (
+                            (server_after - server_before) / max(1, result["sent"]) * 1e6
+                        )
                     results.append(result)
                     stored = _collector_count(url) if name == "collector" else None
                     print(
                         f"[{name}] {result['sent']:,} events in {result['duration']:.1f}s = "
                         f"{result['events_per_second']:,.0f} events/s, "
                         f"{result['cpu_us_per_event']:.1f} µs CPU/event, "
-                        f"{result['requests']:,} requests, "
+                        + (
+                            f"{name} {result['server_cpu_us_per_event']:.1f} µs CPU/event, "
+                            if "server_cpu_us_per_event" in result
+                            else ""
+                        )
+                        + f"{result['requests']:,} requests, "
                         f"peak memory {result['peak_rss_mb']:.0f} MB"
                         + (f"; collector stored {stored:,}" if stored is not None else "")
                     )
-                    if stored is not None and stored != result["sent"]:  # re-runs overwrite
+                    if stored is not None and stored != result["sent"]:
                         print(f"[{name}] MISMATCH: sent {result['sent']:,}, stored {stored:,}")
                         return 1
                 tenth = _run_import(small, url, args, workdir) if small is not None else None
