@@ -122,7 +122,7 @@ def _insert_events_sql(rows: int) -> str:
     return f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES {values}"
 
 
-_CHUNKS = (256, 64, 16, 4, 1)
+_CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 """Rows per multi-row ``INSERT`` (at most 774 parameters: under every SQLite's limit)."""
 _INSERT_EVENTS = {rows: _insert_events_sql(rows) for rows in _CHUNKS}
 
