@@ -218,6 +218,11 @@ def _collector_reset(url: str) -> None:
         pass
 
 
+def _collector_commits(url: str) -> int:
+    with urllib.request.urlopen(f"{url}/micro/info", timeout=30) as response:
+        return int(json.load(response).get("commits", 0))
+
+
 def _collector_count(url: str) -> int:
     with urllib.request.urlopen(f"{url}/micro/all", timeout=30) as response:
         return int(json.load(response)["good"])
@@ -290,9 +295,12 @@ def main() -> int:
                 for _ in range(max(1, args.runs)):
                     if name == "collector":  # each run a fresh import, not a resend
                         _collector_reset(url)
+                    commits_before = _collector_commits(url) if name == "collector" else 0
                     server_before = _process_cpu(server.pid)
                     result = _run_import(path, url, args, workdir)
                     server_after = _process_cpu(server.pid)
+                    if name == "collector":
+                        result["commits"] = _collector_commits(url) - commits_before
                     if server_before is not None and server_after is not None:
                         result["server_cpu_us_per_event"] = (
                             (server_after - server_before) / max(1, result["sent"]) * 1e6
@@ -311,6 +319,7 @@ def main() -> int:
                         + f"{result['requests']:,} requests, "
                         f"peak memory {result['peak_rss_mb']:.0f} MB"
                         + (f"; collector stored {stored:,}" if stored is not None else "")
+                        + (f" in {result['commits']:,} commits" if "commits" in result else "")
                     )
                     if stored is not None and stored != result["sent"]:
                         print(f"[{name}] MISMATCH: sent {result['sent']:,}, stored {stored:,}")

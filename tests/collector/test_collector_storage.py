@@ -269,3 +269,18 @@ def test_a_failed_write_fails_every_request_of_its_transaction_and_stores_none_o
         )
     finally:
         store.close()
+
+
+def test_micro_info_counts_commits_and_a_request_alone_is_committed_alone(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine()
+    body = {"source": {"id": "src"}, "session": {"id": "s-1"}, "events": [{"type": "a"}]}
+    headers = {"content-type": "application/json"}
+
+    counts = [engine.info()["commits"]]
+    for _ in range(2):
+        engine.handle("POST", "/track", "", headers, json.dumps(body).encode())
+        counts.append(engine.info()["commits"])
+
+    assert (counts, engine.store.count_events()) == ([0, 1, 2], 2)

@@ -343,6 +343,7 @@ class Engine:
             "track_debug": config.track_debug,
             "db": self.store.path,
             "summary": self.summary(),
+            "commits": self.store.commits,
         }
 
     def _good(self, query: dict[str, str], _body: bytes) -> Reply:
