@@ -11,7 +11,8 @@ then runs the importer in a child process against
 
 For each it prints events/s, the importer's CPU time per event (user + system, the
 measure that holds on a shared machine), the server's CPU time per event (read from
-``/proc``, Linux only), the peak memory (max RSS) of the importer, and
+``/proc``, Linux only; each collector run starts a new collector on a new database), how
+many commits the collector's requests shared, the peak memory (max RSS) of the importer, and
 the command that does the same. ``--runs N`` repeats each import (medians are shown too).
 With ``--memory-check`` it also imports a tenth of the file and compares peak memory: flat
 means the same within a few MB.
@@ -212,12 +213,6 @@ def _process_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _collector_reset(url: str) -> None:
-    request = urllib.request.Request(f"{url}/micro/reset", data=b"", method="POST")
-    with urllib.request.urlopen(request, timeout=30):
-        pass
-
-
 def _collector_commits(url: str) -> int:
     with urllib.request.urlopen(f"{url}/micro/info", timeout=30) as response:
         return int(json.load(response).get("commits", 0))
@@ -228,7 +223,17 @@ def _collector_count(url: str) -> int:
         return int(json.load(response)["good"])
 
 
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    server.wait(timeout=30)
+
+
 def _target(name: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a sink, or a collector on a new database file (each run a fresh import: into
+    a database emptied by ``/micro/reset`` SQLite reuses freed pages, which costs more, and
+    a second import of the same file would only overwrite its events)."""
+    for stale in workdir.glob("collector.db*"):
+        stale.unlink()
     port = _free_port()
     if name == "collector":
         command = [
@@ -292,9 +297,10 @@ def main() -> int:
             server, url = _target(name, workdir)
             try:
                 results = []
-                for _ in range(max(1, args.runs)):
-                    if name == "collector":  # each run a fresh import, not a resend
-                        _collector_reset(url)
+                for run in range(max(1, args.runs)):
+                    if name == "collector" and run > 0:  # a new collector and database
+                        _stop(server)
+                        server, url = _target(name, workdir)
                     commits_before = _collector_commits(url) if name == "collector" else 0
                     server_before = _process_cpu(server.pid)
                     result = _run_import(path, url, args, workdir)
@@ -324,10 +330,14 @@ def main() -> int:
                     if stored is not None and stored != result["sent"]:
                         print(f"[{name}] MISMATCH: sent {result['sent']:,}, stored {stored:,}")
                         return 1
-                tenth = _run_import(small, url, args, workdir) if small is not None else None
+                tenth = None
+                if small is not None:
+                    if name == "collector":
+                        _stop(server)
+                        server, url = _target(name, workdir)
+                    tenth = _run_import(small, url, args, workdir)
             finally:
-                server.terminate()
-                server.wait(timeout=30)
+                _stop(server)
             if len(results) > 1:
                 rates = [item["events_per_second"] for item in results]
                 cpus = [item["cpu_us_per_event"] for item in results]
