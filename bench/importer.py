@@ -10,7 +10,9 @@ then runs the importer in a child process against
   as a request's body is in, which shows the importer's own ceiling.
 
 For each it prints events/s, the importer's CPU time per event (user + system, the
-measure that holds on a shared machine), the peak memory (max RSS) of the importer, and
+measure that holds on a shared machine), the server's CPU time per event (read from
+``/proc``, Linux only; each collector run starts a new collector on a new database), how
+many commits the collector's requests shared, the peak memory (max RSS) of the importer, and
 the command that does the same. ``--runs N`` repeats each import (medians are shown too).
 With ``--memory-check`` it also imports a tenth of the file and compares peak memory: flat
 means the same within a few MB.
@@ -202,12 +204,36 @@ def _run_import(
     return answer
 
 
+def _process_cpu(pid: int) -> float | None:
+    """Seconds of CPU (user + system, all threads) process ``pid`` used so far (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _collector_commits(url: str) -> int:
+    with urllib.request.urlopen(f"{url}/micro/info", timeout=30) as response:
+        return int(json.load(response).get("commits", 0))
+
+
 def _collector_count(url: str) -> int:
     with urllib.request.urlopen(f"{url}/micro/all", timeout=30) as response:
         return int(json.load(response)["good"])
 
 
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    server.wait(timeout=30)
+
+
 def _target(name: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a sink, or a collector on a new database file (each run a fresh import: into
+    a database emptied by ``/micro/reset`` SQLite reuses freed pages, which costs more, and
+    a second import of the same file would only overwrite its events)."""
+    for stale in workdir.glob("collector.db*"):
+        stale.unlink()
     port = _free_port()
     if name == "collector":
         command = [
@@ -271,25 +297,47 @@ def main() -> int:
             server, url = _target(name, workdir)
             try:
                 results = []
-                for _ in range(max(1, args.runs)):
+                for run in range(max(1, args.runs)):
+                    if name == "collector" and run > 0:  # a new collector and database
+                        _stop(server)
+                        server, url = _target(name, workdir)
+                    commits_before = _collector_commits(url) if name == "collector" else 0
+                    server_before = _process_cpu(server.pid)
                     result = _run_import(path, url, args, workdir)
+                    server_after = _process_cpu(server.pid)
+                    if name == "collector":
+                        result["commits"] = _collector_commits(url) - commits_before
+                    if server_before is not None and server_after is not None:
+                        result["server_cpu_us_per_event"] = (
+                            (server_after - server_before) / max(1, result["sent"]) * 1e6
+                        )
                     results.append(result)
                     stored = _collector_count(url) if name == "collector" else None
                     print(
                         f"[{name}] {result['sent']:,} events in {result['duration']:.1f}s = "
                         f"{result['events_per_second']:,.0f} events/s, "
                         f"{result['cpu_us_per_event']:.1f} µs CPU/event, "
-                        f"{result['requests']:,} requests, "
+                        + (
+                            f"{name} {result['server_cpu_us_per_event']:.1f} µs CPU/event, "
+                            if "server_cpu_us_per_event" in result
+                            else ""
+                        )
+                        + f"{result['requests']:,} requests, "
                         f"peak memory {result['peak_rss_mb']:.0f} MB"
                         + (f"; collector stored {stored:,}" if stored is not None else "")
+                        + (f" in {result['commits']:,} commits" if "commits" in result else "")
                     )
-                    if stored is not None and stored != result["sent"]:  # re-runs overwrite
+                    if stored is not None and stored != result["sent"]:
                         print(f"[{name}] MISMATCH: sent {result['sent']:,}, stored {stored:,}")
                         return 1
-                tenth = _run_import(small, url, args, workdir) if small is not None else None
+                tenth = None
+                if small is not None:
+                    if name == "collector":
+                        _stop(server)
+                        server, url = _target(name, workdir)
+                    tenth = _run_import(small, url, args, workdir)
             finally:
-                server.terminate()
-                server.wait(timeout=30)
+                _stop(server)
             if len(results) > 1:
                 rates = [item["events_per_second"] for item in results]
                 cpus = [item["cpu_us_per_event"] for item in results]

@@ -91,3 +91,69 @@ def test_an_impossible_time_among_valid_ones_is_rejected(
         {f"Input should be a valid datetime, {reason}"},
     )
     assert engine.store.count_events() == 0
+
+
+def test_millisecond_times_are_stored_with_six_digits_as_the_full_check_stores_them(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine()
+    times = [
+        "2024-02-29T23:59:59.999Z",
+        "2024-06-24T10:00:00.000Z",
+        "1999-12-31T12:34:56.100Z",
+        "2024-06-24T10:00:00.5Z",  # not 24 characters: checked on its own
+    ]
+
+    status, _ = post(engine, *times)
+
+    expected = [
+        "2024-02-29T23:59:59.999000Z",
+        "2024-06-24T10:00:00Z",
+        "1999-12-31T12:34:56.100000Z",
+        "2024-06-24T10:00:00.500000Z",
+    ]
+    assert (status, stored_times(engine)) == (200, [(time, time) for time in expected])
+
+
+def test_a_millisecond_time_in_another_shape_is_checked_on_its_own(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine()
+    times = ["2024-06-24T10:00:00.123Z", "2024-06-24 10:00:00.123Z", "2024-06-24T10:00:00.12z"]
+
+    status, _ = post(engine, *times)
+
+    assert (status, stored_times(engine)) == (
+        200,
+        [
+            ("2024-06-24T10:00:00.123000Z", "2024-06-24T10:00:00.123000Z"),
+            ("2024-06-24T10:00:00.123000Z", "2024-06-24T10:00:00.123000Z"),
+            ("2024-06-24T10:00:00.120000Z", "2024-06-24T10:00:00.120000Z"),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("time", "reason"),
+    [
+        ("2024-06-24T24:00:00.000Z", "hour value is outside expected range of 0-23"),
+        ("2024-06-24T10:00:60.001Z", "second value is outside expected range of 0-59"),
+        ("2023-02-29T10:00:00.001Z", "day value is outside expected range"),
+    ],
+)
+def test_an_impossible_millisecond_time_among_valid_ones_is_rejected(
+    make_engine: Callable[..., Engine], time: str, reason: str
+) -> None:
+    engine = make_engine(tracardi_version="1.0")
+    valid = "2024-06-24T10:00:00.001Z"
+
+    status, answer = post(engine, valid, time, valid)
+
+    locs = [item["loc"] for item in answer["detail"]]
+    messages = {item["msg"] for item in answer["detail"]}
+    assert (status, locs, messages) == (
+        422,
+        [["body", "events", 1, "time", "insert"], ["body", "events", 1, "time", "create"]],
+        {f"Input should be a valid datetime, {reason}"},
+    )
+    assert engine.store.count_events() == 0

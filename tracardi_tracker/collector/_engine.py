@@ -114,20 +114,31 @@ class Engine:
         """``/track`` as the configured Tracardi version answers it."""
         started = time.perf_counter()
         received = _now()
+        staged: list[int] = []  # the transaction holding this request's rows, once written
+        store = self.store
+        store.enter_group()
         try:
-            _check_authorization(headers.get("authorization"))
-            if method == "POST":
-                reply = _exactly(
-                    lambda fast: self._post_track(query, headers, body, received, fast)
-                )
-            elif method == "PUT":
-                reply = _exactly(lambda fast: self._put_track(query, headers, body, received, fast))
-            else:
-                raise Rejection(405, "Method Not Allowed")
-        except Rejection as rejection:
-            self._record_bad(method, query, headers, body, received, rejection)
-            allow = (("allow", "POST"),) if rejection.status == 405 else ()
-            reply = Reply(rejection.status, rejection.body(), headers=allow)
+            try:
+                _check_authorization(headers.get("authorization"))
+                if method == "POST":
+                    reply = _exactly(
+                        lambda fast: self._post_track(query, headers, body, received, fast, staged)
+                    )
+                elif method == "PUT":
+                    reply = _exactly(
+                        lambda fast: self._put_track(query, headers, body, received, fast)
+                    )
+                else:
+                    raise Rejection(405, "Method Not Allowed")
+            except Rejection as rejection:
+                self._record_bad(method, query, headers, body, received, rejection)
+                allow = (("allow", "POST"),) if rejection.status == 405 else ()
+                reply = Reply(rejection.status, rejection.body(), headers=allow)
+        finally:
+            self._leave_group(staged[0] if staged else None)
+        if staged:
+            with self.stored:
+                self.stored.notify_all()
         extra = [("x-process-time", f"{time.perf_counter() - started:.6f}")]
         context = headers.get("x-context")
         if context is not None:
@@ -147,9 +158,31 @@ class Engine:
         )
         return Reply(200, b"null")
 
+    def _leave_group(self, group: int | None) -> None:
+        """Wait until this request's rows are committed (see :meth:`Store.leave_group`).
+
+        If the commit failed, the profiles and sessions this collector knows are read again
+        from the database (they may name some that were not stored), and the error raised.
+        """
+        try:
+            self.store.leave_group(group)
+        except Exception:
+            with self._lock:
+                self.state.clear()
+                self.state.load(self.store.load_profiles(), self.store.load_sessions())
+            raise
+
     def _post_track(
-        self, query: str, headers: Mapping[str, str], body: bytes, received: datetime, fast: bool
+        self,
+        query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        received: datetime,
+        fast: bool,
+        staged: list[int],
     ) -> Reply:
+        """``POST /track``; the transaction holding the rows written goes into ``staged``
+        (they are committed by :meth:`track`, before it answers)."""
         version = self.version
         payload, profile_less = read_track_payload(
             body=body,
@@ -212,11 +245,8 @@ class Engine:
                     task=task,
                     received_at=received_at,
                 )
-            self.store.write_track(batch, resolution.profiles, resolution.sessions)
+            staged.append(self.store.stage(batch, resolution.profiles, resolution.sessions))
             self.state.apply(resolution)
-        if batch is not None:
-            with self.stored:
-                self.stored.notify_all()
         debug = self.config.track_debug and _is_on(options, "debugger", False)
         answer = {
             "task": task,
@@ -313,6 +343,7 @@ class Engine:
             "track_debug": config.track_debug,
             "db": self.store.path,
             "summary": self.summary(),
+            "commits": self.store.commits,
         }
 
     def _good(self, query: dict[str, str], _body: bytes) -> Reply:

@@ -668,6 +668,9 @@ _KNOWN_TIMES: dict[str, str] = {}
 _SHAPE = b"9999-99-99T99:99:99.999999Z"
 _SHAPES: dict[int, bytes] = {}
 """``_SHAPE`` repeated, joined by line breaks, by count."""
+_MS_SHAPE = b"9999-99-99T99:99:99.999Z"
+_MS_SHAPES: dict[int, bytes] = {}
+"""``_MS_SHAPE`` repeated, joined by line breaks, by count."""
 _DIGITS_AS_NINE = bytes(57 if 48 <= byte <= 57 else byte for byte in range(256))
 _GOOD_PREFIXES: set[str] = set()
 """``YYYY-MM-DDTHH:MM:S`` (to the tens of seconds) of valid times seen before."""
@@ -700,18 +703,23 @@ def _fast_events(raw_events: list[Any], start: int, now_text: str, events: Parse
     words the errors). Only accepts what the full check accepts, and stores the same.
 
     Times that look stored as they are written (27 characters, as in
-    ``YYYY-MM-DDTHH:MM:SS.ffffffZ``) are checked together at the end, which costs far less
-    than a regular expression each; if one of them is not, the events are taken again, each
-    time checked on its own.
+    ``YYYY-MM-DDTHH:MM:SS.ffffffZ``), or written to the millisecond (24 characters,
+    ``YYYY-MM-DDTHH:MM:SS.fffZ``, as most exports and JavaScript's ``toISOString`` write
+    them; stored with six digits) are checked together at the end, which costs far less than
+    a regular expression each; if one of them is not what it looks like, the events are
+    taken again, each time checked on its own.
     """
     payloads = events.payloads
     taken = len(payloads)
     pending: list[str] = []
-    stop = _take_events(raw_events, start, now_text, payloads, pending)
-    if not pending or _all_stored_form(pending):
+    pending_ms: list[str] = []
+    stop = _take_events(raw_events, start, now_text, payloads, pending, pending_ms)
+    if (not pending or _all_stored_form(pending)) and (
+        not pending_ms or _all_millisecond_form(pending_ms)
+    ):
         return stop
     del payloads[taken:]
-    return _take_events(raw_events, start, now_text, payloads, None)
+    return _take_events(raw_events, start, now_text, payloads, None, None)
 
 
 def _take_events(
@@ -720,13 +728,17 @@ def _take_events(
     now_text: str,
     payloads: list[dict[str, Any]],
     pending: list[str] | None,
+    pending_ms: list[str] | None,
 ) -> int:
-    """:func:`_fast_events`, putting 27-character times into ``pending`` unchecked if given."""
+    """:func:`_fast_events`, putting 27-character times into ``pending`` and 24-character
+    ones into ``pending_ms`` (stored as :func:`_millisecond_stored` writes them) unchecked,
+    if given."""
     fast_keys = _FAST_KEYS
     time_keys = _TIME_KEYS
     stored_types = _STORED_TYPES
     known_time = _known_time
     defer = pending.append if pending is not None else None
+    defer_ms = pending_ms.append if pending_ms is not None else None
     add = payloads.append
     no_dict = _NO_DICT
     no_tags = _NO_TAGS
@@ -777,6 +789,9 @@ def _take_events(
                 insert = now_text
             elif defer is not None and type(raw) is str and len(raw) == 27:
                 defer(raw)
+            elif defer_ms is not None and type(raw) is str and len(raw) == 24:
+                defer_ms(raw)
+                insert = raw[:19] + "Z" if raw[19:] == ".000Z" else raw[:23] + "000Z"
             else:
                 insert = known_time(raw)
                 if insert is None:
@@ -787,6 +802,9 @@ def _take_events(
                     create = insert  # the same text as insert: checked once
                 elif defer is not None and type(create) is str and len(create) == 27:
                     defer(create)
+                elif defer_ms is not None and type(create) is str and len(create) == 24:
+                    defer_ms(create)
+                    create = create[:19] + "Z" if create[19:] == ".000Z" else create[:23] + "000Z"
                 else:
                     create = known_time(create)
                     if create is None:
@@ -823,6 +841,56 @@ def _known_time(value: object) -> str | None:
                 _KNOWN_TIMES.clear()
             _KNOWN_TIMES[value] = known
     return known
+
+
+def _all_millisecond_form(times: list[str]) -> bool:
+    """Whether every one of these 24-character times is a valid ``YYYY-MM-DDTHH:MM:SS.fffZ``.
+
+    :func:`_take_events` stored each as :func:`_fast_time` writes it, assuming so: the
+    fraction padded to six digits, or dropped when ``.000``. Checked for all at once, as in
+    :func:`_all_stored_form`.
+    """
+    joined = "\n".join(times)
+    if not joined.isascii():
+        return False
+    data = joined.encode("ascii")
+    count = len(times)
+    shape = _MS_SHAPES.get(count)
+    if shape is None:
+        shape = b"\n".join([_MS_SHAPE] * count)
+        if count <= 1024:
+            _MS_SHAPES[count] = shape
+    if data.translate(_DIGITS_AS_NINE) != shape:
+        return False
+    return _good_prefixes(times)
+
+
+def _good_prefixes(times: list[str]) -> bool:
+    """Whether the part of each time up to the tens of seconds (``YYYY-MM-DDTHH:MM:S``) is
+    valid, for times already known to have the shape of a stored time; learns prefixes."""
+    prefixes = _GOOD_PREFIXES
+    if prefixes.issuperset(map(_PREFIX, times)):
+        return True
+    dates = _GOOD_DATES
+    for text in times:
+        prefix = text[:18]
+        if prefix not in prefixes:
+            # Digits in place (checked): a known date and hours, minutes and tens of seconds
+            # in range make a valid time; anything else is left to the full check.
+            if (
+                not (
+                    prefix[:10] in dates
+                    and prefix[11:13] <= "23"
+                    and prefix[14:16] <= "59"
+                    and prefix[17] <= "5"
+                )
+                and _known_time(text) is None
+            ):
+                return False
+            if len(prefixes) > 4096:
+                prefixes.clear()
+            prefixes.add(prefix)
+    return True
 
 
 def _all_stored_form(times: list[str]) -> bool:

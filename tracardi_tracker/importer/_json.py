@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import decimal
 import json
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -128,10 +127,17 @@ def decode_text(text: str) -> Any:
         raise _locate(text) from None
 
 
-_LONG_DIGITS = re.compile(rb"\d{19}")
-"""19 digits in a row: maybe an integer beyond 64 bits, which ``orjson`` reads as a float
-(rounded), so such a document is read by the standard library, exactly. A run inside a
-string (a long numeric id) only costs the slower reading."""
+_DIGITS_AS_NINE = bytes(57 if 48 <= byte <= 57 else 32 for byte in range(256))
+_NINETEEN_NINES = b"9" * 19
+
+
+def _has_long_digits(raw: bytes) -> bool:
+    """Whether ``raw`` has 19 digits in a row: maybe an integer beyond 64 bits, which
+    ``orjson`` reads as a float (rounded), so such a document is read by the standard
+    library, exactly. A run inside a string (a long numeric id) only costs the slower
+    reading. (``bytes.translate`` and a substring search: a third of what the regular
+    expression ``\\d{19}`` cost, which was as much as decoding the row.)"""
+    return _NINETEEN_NINES in raw.translate(_DIGITS_AS_NINE)
 
 
 class _LongInteger(ValueError):
@@ -141,7 +147,7 @@ class _LongInteger(ValueError):
 if _FAST is not None:
     _orjson_loads = _FAST.loads
     _FastError = _FAST.JSONDecodeError
-    _long_digits = _LONG_DIGITS.search
+    _long_digits = _has_long_digits
 
     def decode(raw: bytes) -> Any:
         """Decode one JSON document from UTF-8 bytes.
@@ -149,7 +155,7 @@ if _FAST is not None:
         :raises NonFiniteError: for NaN, infinities and numbers beyond a float's range.
         :raises ValueError: (``UnicodeDecodeError`` for bad UTF-8) when it is not valid JSON.
         """
-        if _long_digits(raw) is None:
+        if not _long_digits(raw):
             try:
                 return _orjson_loads(raw)
             except _FastError:
@@ -157,7 +163,7 @@ if _FAST is not None:
         return decode_text(raw.decode())
 
     def _fast_loads(raw: bytes) -> Any:
-        if _long_digits(raw) is not None:
+        if _long_digits(raw):
             raise _LongInteger("a long run of digits: read by decode()")
         return _orjson_loads(raw)
 
