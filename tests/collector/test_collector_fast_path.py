@@ -157,3 +157,23 @@ def test_an_impossible_millisecond_time_among_valid_ones_is_rejected(
         {f"Input should be a valid datetime, {reason}"},
     )
     assert engine.store.count_events() == 0
+
+
+def test_events_sharing_a_millisecond_time_are_stored_alike_and_a_shared_bad_one_is_refused(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine(tracardi_version="1.0")
+    same = "2024-06-24T10:00:00.250Z"
+
+    status, _ = post(engine, same, same, same, "2024-06-24T10:00:01.000Z")
+    bad_status, answer = post(engine, *["2023-02-29T10:00:00.001Z"] * 3)
+
+    stored = "2024-06-24T10:00:00.250000Z"
+    assert (status, stored_times(engine)) == (
+        200,
+        [(stored, stored)] * 3 + [("2024-06-24T10:00:01Z", "2024-06-24T10:00:01Z")],
+    )
+    assert (bad_status, {tuple(item["loc"][:3]) for item in answer["detail"]}) == (
+        422,
+        {("body", "events", 0), ("body", "events", 1), ("body", "events", 2)},
+    )

@@ -739,6 +739,7 @@ def _take_events(
     known_time = _known_time
     defer = pending.append if pending is not None else None
     defer_ms = pending_ms.append if pending_ms is not None else None
+    last_ms = last_ms_stored = ""  # the last 24-character time deferred, and as stored
     add = payloads.append
     no_dict = _NO_DICT
     no_tags = _NO_TAGS
@@ -790,8 +791,11 @@ def _take_events(
             elif defer is not None and type(raw) is str and len(raw) == 27:
                 defer(raw)
             elif defer_ms is not None and type(raw) is str and len(raw) == 24:
-                defer_ms(raw)
-                insert = raw[:19] + "Z" if raw[19:] == ".000Z" else raw[:23] + "000Z"
+                if raw != last_ms:  # (a run of events with one time: deferred once)
+                    defer_ms(raw)
+                    last_ms = raw
+                    last_ms_stored = raw[:19] + "Z" if raw[19:] == ".000Z" else raw[:23] + "000Z"
+                insert = last_ms_stored
             else:
                 insert = known_time(raw)
                 if insert is None:
@@ -803,8 +807,13 @@ def _take_events(
                 elif defer is not None and type(create) is str and len(create) == 27:
                     defer(create)
                 elif defer_ms is not None and type(create) is str and len(create) == 24:
-                    defer_ms(create)
-                    create = create[:19] + "Z" if create[19:] == ".000Z" else create[:23] + "000Z"
+                    if create != last_ms:
+                        defer_ms(create)
+                        last_ms = create
+                        last_ms_stored = (
+                            create[:19] + "Z" if create[19:] == ".000Z" else create[:23] + "000Z"
+                        )
+                    create = last_ms_stored
                 else:
                     create = known_time(create)
                     if create is None:
