@@ -484,6 +484,18 @@ _ORJSON_AS_IS = (
 )
 """orjson options that hand every value our rules convert differently to ``default``."""
 
+_DIGITS_AS_NINE = bytes(57 if 48 <= byte <= 57 else 32 for byte in range(256))
+_NINETEEN_NINES = b"9" * 19
+
+
+def has_long_digit_run(data: bytes) -> bool:
+    """Whether ``data`` has 19 digits in a row: perhaps an integer beyond 64 bits, which
+    ``orjson`` reads as a float (rounded), so JSON holding one is read by the standard
+    library, exactly. A run inside a string (a long numeric id) only costs the slower
+    reading. (``bytes.translate`` and a substring search: a third of what the regular
+    expression ``\\d{19}`` costs.)"""
+    return _NINETEEN_NINES in data.translate(_DIGITS_AS_NINE)
+
 
 def dumps(payload: Mapping[str, Any]) -> bytes:
     """Encode a payload as compact UTF-8 JSON (NaN and infinity are refused).

@@ -14,7 +14,6 @@ a body, and an error answer is always made from the standard library's reading.
 
 from __future__ import annotations
 
-import importlib
 import json
 import json.encoder
 import re
@@ -22,6 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from .._serialization import _ORJSON, has_long_digit_run
 from ._datetimes import format_datetime
 
 __all__ = [
@@ -34,25 +34,13 @@ __all__ = [
     "dumps",
     "encode_events",
     "error_body",
-    "may_read_differently",
     "parse_body",
 ]
 
 
-def _load_orjson() -> Any:
-    """The ``fast`` extra's ``orjson`` module, or ``None`` when it is not installed."""
-    try:
-        return importlib.import_module("orjson")
-    except ImportError:
-        return None
-
-
-_ORJSON: Any = _load_orjson()
 ACCELERATED = _ORJSON is not None
 """Whether ``orjson`` parses bodies and encodes stored events."""
 
-_DIGITS_AS_ZERO = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
-_LONG_DIGIT_RUN = b"0" * 19
 """19 digits in a row: an integer literal this long may not fit in 64 bits, where ``orjson``
 turns it into a float and the standard library keeps it exact."""
 _BIG_FLOAT = re.compile(rb"[0-9]e\+(?:1[89]|[2-9][0-9]|[0-9]{3})(?![0-9])").search
@@ -178,7 +166,7 @@ def parse_body(body: bytes, *, fast: bool = ACCELERATED) -> tuple[Any, bool]:
         except _ORJSON.JSONDecodeError:
             pass
         else:
-            if _EXPONENT_MARK is not None or not may_read_differently(body):
+            if _EXPONENT_MARK is not None or not has_long_digit_run(body):
                 return value, True
     return json.loads(body), False
 
@@ -194,14 +182,6 @@ def check_writable(value: object, by_orjson: bool) -> None:
             _ORJSON.dumps(value)
         except _ORJSON.JSONEncodeError:
             raise Inexact("nesting deeper than orjson writes") from None
-
-
-def may_read_differently(body: bytes) -> bool:
-    """Whether ``orjson`` may read this body differently from the standard library.
-
-    That takes an integer literal of 19 digits or more; any run of 19 digits counts.
-    """
-    return _LONG_DIGIT_RUN in body.translate(_DIGITS_AS_ZERO)
 
 
 def encode_events(payloads: Sequence[dict[str, Any]], by_orjson: bool) -> list[str]:

@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._serialization import _ORJSON, dumps
+from .._serialization import _ORJSON, dumps, has_long_digit_run
 
 __all__ = [
     "ACCELERATED",
@@ -127,19 +127,6 @@ def decode_text(text: str) -> Any:
         raise _locate(text) from None
 
 
-_DIGITS_AS_NINE = bytes(57 if 48 <= byte <= 57 else 32 for byte in range(256))
-_NINETEEN_NINES = b"9" * 19
-
-
-def _has_long_digits(raw: bytes) -> bool:
-    """Whether ``raw`` has 19 digits in a row: maybe an integer beyond 64 bits, which
-    ``orjson`` reads as a float (rounded), so such a document is read by the standard
-    library, exactly. A run inside a string (a long numeric id) only costs the slower
-    reading. (``bytes.translate`` and a substring search: a third of what the regular
-    expression ``\\d{19}`` cost, which was as much as decoding the row.)"""
-    return _NINETEEN_NINES in raw.translate(_DIGITS_AS_NINE)
-
-
 class _LongInteger(ValueError):
     """The document may hold an integer ``orjson`` would round."""
 
@@ -147,7 +134,7 @@ class _LongInteger(ValueError):
 if _FAST is not None:
     _orjson_loads = _FAST.loads
     _FastError = _FAST.JSONDecodeError
-    _long_digits = _has_long_digits
+    _long_digits = has_long_digit_run
 
     def decode(raw: bytes) -> Any:
         """Decode one JSON document from UTF-8 bytes.
