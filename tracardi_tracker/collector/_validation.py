@@ -859,19 +859,24 @@ def _all_millisecond_form(times: list[str]) -> bool:
     fraction padded to six digits, or dropped when ``.000``. Checked for all at once, as in
     :func:`_all_stored_form`.
     """
+    return _in_shape(times, _MS_SHAPE, _MS_SHAPES) is not None and _good_prefixes(times)
+
+
+def _in_shape(times: list[str], unit: bytes, shapes: dict[int, bytes]) -> bytes | None:
+    """The times joined by newlines as ASCII bytes when every one has the shape ``unit``
+    (digits written as ``9``), else None: one ``bytes.translate`` for them all. ``shapes``
+    keeps the joined shape per count of times."""
     joined = "\n".join(times)
     if not joined.isascii():
-        return False
+        return None
     data = joined.encode("ascii")
     count = len(times)
-    shape = _MS_SHAPES.get(count)
+    shape = shapes.get(count)
     if shape is None:
-        shape = b"\n".join([_MS_SHAPE] * count)
+        shape = b"\n".join([unit] * count)
         if count <= 1024:
-            _MS_SHAPES[count] = shape
-    if data.translate(_DIGITS_AS_NINE) != shape:
-        return False
-    return _good_prefixes(times)
+            shapes[count] = shape
+    return data if data.translate(_DIGITS_AS_NINE) == shape else None
 
 
 def _good_prefixes(times: list[str]) -> bool:
@@ -909,17 +914,8 @@ def _all_stored_form(times: list[str]) -> bool:
     Checked for all at once: their shape by one ``bytes.translate``, and the part up to the
     tens of seconds against prefixes seen valid before (learnt one time at a time).
     """
-    joined = "\n".join(times)
-    if not joined.isascii():
-        return False
-    data = joined.encode("ascii")
-    count = len(times)
-    shape = _SHAPES.get(count)
-    if shape is None:
-        shape = b"\n".join([_SHAPE] * count)
-        if count <= 1024:
-            _SHAPES[count] = shape
-    if data.translate(_DIGITS_AS_NINE) != shape or b".000000Z" in data:
+    data = _in_shape(times, _SHAPE, _SHAPES)
+    if data is None or b".000000Z" in data:
         return False
     prefixes = _GOOD_PREFIXES
     if prefixes.issuperset(map(_PREFIX, times)):
