@@ -170,105 +170,98 @@ def _visible(path: Path) -> list[str]:
         return [row[0] for row in other.execute("SELECT event_id FROM events ORDER BY seq")]
 
 
-def test_concurrent_requests_share_one_commit_and_each_is_answered_after_it(
-    tmp_path: Path,
-) -> None:
+@pytest.fixture
+def grouping(tmp_path: Path) -> Iterator[tuple[Store, Path]]:
+    """A store on a file whose shared transaction is committed only by the last request
+    under way (or a full one): its wait for more requests is a minute."""
     path = tmp_path / "group.db"
     store = Store(path)
-    store.GROUP_WAIT = 60.0  # only the last request under way commits here
+    store.GROUP_WAIT = 60.0
     try:
-        store.enter_group()
-        store.enter_group()
-        first = store.stage(batch(["a", "b"], task="t-1"))
-        first_done = threading.Event()
-
-        def leave_first() -> None:
-            store.leave_group(first)
-            first_done.set()
-
-        waiter = threading.Thread(target=leave_first)
-        waiter.start()
-        waiter.join(0.2)
-        assert (waiter.is_alive(), _visible(path)) == (True, [])  # waits for the other
-
-        second = store.stage(batch(["c"], task="t-2"))
-        store.leave_group(second)  # the last one under way: commits both
-        waiter.join(10)
-
-        assert (first_done.is_set(), first == second) == (True, True)
-        assert (_visible(path), store.commits) == (["a", "b", "c"], 1)
+        yield store, path
     finally:
         store.close()
+
+
+def test_concurrent_requests_share_one_commit_and_each_is_answered_after_it(
+    grouping: tuple[Store, Path],
+) -> None:
+    store, path = grouping
+    store.enter_group()
+    store.enter_group()
+    first = store.stage(batch(["a", "b"], task="t-1"))
+    first_done = threading.Event()
+
+    def leave_first() -> None:
+        store.leave_group(first)
+        first_done.set()
+
+    waiter = threading.Thread(target=leave_first)
+    waiter.start()
+    waiter.join(0.2)
+    assert (waiter.is_alive(), _visible(path)) == (True, [])  # waits for the other
+
+    second = store.stage(batch(["c"], task="t-2"))
+    store.leave_group(second)  # the last one under way: commits both
+    waiter.join(10)
+
+    assert (first_done.is_set(), first == second) == (True, True)
+    assert (_visible(path), store.commits) == (["a", "b", "c"], 1)
 
 
 def test_a_request_that_wrote_nothing_commits_for_those_waiting_when_it_leaves_last(
-    tmp_path: Path,
+    grouping: tuple[Store, Path],
 ) -> None:
-    path = tmp_path / "group.db"
-    store = Store(path)
-    store.GROUP_WAIT = 60.0
-    try:
-        store.enter_group()
-        store.enter_group()
-        group = store.stage(batch(["a"]))
-        waiter = threading.Thread(target=store.leave_group, args=(group,))
-        waiter.start()
-        waiter.join(0.2)
-        assert waiter.is_alive()
+    store, path = grouping
+    store.enter_group()
+    store.enter_group()
+    group = store.stage(batch(["a"]))
+    waiter = threading.Thread(target=store.leave_group, args=(group,))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive()
 
-        store.leave_group(None)  # a rejected request, say
-        waiter.join(10)
+    store.leave_group(None)  # a rejected request, say
+    waiter.join(10)
 
-        assert (waiter.is_alive(), _visible(path), store.commits) == (False, ["a"], 1)
-    finally:
-        store.close()
+    assert (waiter.is_alive(), _visible(path), store.commits) == (False, ["a"], 1)
 
 
 def test_a_transaction_holding_enough_requests_is_committed_without_waiting_for_others(
-    tmp_path: Path,
+    grouping: tuple[Store, Path],
 ) -> None:
-    path = tmp_path / "group.db"
-    store = Store(path)
-    store.GROUP_WAIT = 60.0
+    store, path = grouping
     store.GROUP_REQUESTS = 2
-    try:
-        store.enter_group()  # a request under way that never writes
-        for name in ("a", "b"):
-            store.enter_group()
-            group = store.stage(batch([name]))
-        store.leave_group(group)  # returns: the transaction is full
+    store.enter_group()  # a request under way that never writes
+    for name in ("a", "b"):
+        store.enter_group()
+        group = store.stage(batch([name]))
+    store.leave_group(group)  # returns: the transaction is full
 
-        assert (_visible(path), store.commits) == (["a", "b"], 1)
-        store.leave_group(None)
-    finally:
-        store.close()
+    assert (_visible(path), store.commits) == (["a", "b"], 1)
+    store.leave_group(None)
 
 
 def test_a_failed_write_fails_every_request_of_its_transaction_and_stores_none_of_them(
-    tmp_path: Path,
+    grouping: tuple[Store, Path],
 ) -> None:
-    path = tmp_path / "group.db"
-    store = Store(path)
-    store.GROUP_WAIT = 60.0
-    try:
-        store.enter_group()
-        store.enter_group()
-        group = store.stage(batch(["a"]))
-        broken = batch(["b", "c"])._replace(payloads=["{}", object()])  # type: ignore[list-item]
-        with pytest.raises(sqlite3.Error):
-            store.stage(broken)
-        store.leave_group(None)
-        with pytest.raises(sqlite3.Error, match="the transaction holding these rows failed"):
-            store.leave_group(group)
+    store, path = grouping
+    store.enter_group()
+    store.enter_group()
+    group = store.stage(batch(["a"]))
+    broken = batch(["b", "c"])._replace(payloads=["{}", object()])  # type: ignore[list-item]
+    with pytest.raises(sqlite3.Error):
+        store.stage(broken)
+    store.leave_group(None)
+    with pytest.raises(sqlite3.Error, match="the transaction holding these rows failed"):
+        store.leave_group(group)
 
-        store.write_track(batch(["a", "c"]))  # both can be sent again
+    store.write_track(batch(["a", "c"]))  # both can be sent again
 
-        assert (_visible(path), [(e.seq, e.id) for e in store.events()]) == (
-            ["a", "c"],
-            [(1, "a"), (2, "c")],
-        )
-    finally:
-        store.close()
+    assert (_visible(path), [(e.seq, e.id) for e in store.events()]) == (
+        ["a", "c"],
+        [(1, "a"), (2, "c")],
+    )
 
 
 def test_micro_info_counts_commits_and_a_request_alone_is_committed_alone(
