@@ -73,13 +73,17 @@ def test_a_time_not_written_as_stored_among_others_is_normalised(
         ("2024-06-24T10:00:60.000001Z", "second value is outside expected range of 0-59"),
         ("2023-02-29T10:00:00.000001Z", "day value is outside expected range"),
         ("2024-13-01T10:00:00.000001Z", "month value is outside expected range of 1-12"),
+        ("2024-06-24T24:00:00.000Z", "hour value is outside expected range of 0-23"),
+        ("2024-06-24T10:00:60.001Z", "second value is outside expected range of 0-59"),
+        ("2023-02-29T10:00:00.001Z", "day value is outside expected range"),
     ],
 )
 def test_an_impossible_time_among_valid_ones_is_rejected(
     make_engine: Callable[..., Engine], time: str, reason: str
 ) -> None:
+    # among valid times of its own shape, which are checked in bulk: microseconds or milliseconds
+    valid = {27: "2024-06-24T10:00:00.000001Z", 24: "2024-06-24T10:00:00.001Z"}[len(time)]
     engine = make_engine(tracardi_version="1.0")
-    valid = "2024-06-24T10:00:00.000001Z"
 
     status, answer = post(engine, valid, time, valid)
 
@@ -131,32 +135,6 @@ def test_a_millisecond_time_in_another_shape_is_checked_on_its_own(
             ("2024-06-24T10:00:00.120000Z", "2024-06-24T10:00:00.120000Z"),
         ],
     )
-
-
-@pytest.mark.parametrize(
-    ("time", "reason"),
-    [
-        ("2024-06-24T24:00:00.000Z", "hour value is outside expected range of 0-23"),
-        ("2024-06-24T10:00:60.001Z", "second value is outside expected range of 0-59"),
-        ("2023-02-29T10:00:00.001Z", "day value is outside expected range"),
-    ],
-)
-def test_an_impossible_millisecond_time_among_valid_ones_is_rejected(
-    make_engine: Callable[..., Engine], time: str, reason: str
-) -> None:
-    engine = make_engine(tracardi_version="1.0")
-    valid = "2024-06-24T10:00:00.001Z"
-
-    status, answer = post(engine, valid, time, valid)
-
-    locs = [item["loc"] for item in answer["detail"]]
-    messages = {item["msg"] for item in answer["detail"]}
-    assert (status, locs, messages) == (
-        422,
-        [["body", "events", 1, "time", "insert"], ["body", "events", 1, "time", "create"]],
-        {f"Input should be a valid datetime, {reason}"},
-    )
-    assert engine.store.count_events() == 0
 
 
 def test_events_sharing_a_millisecond_time_are_stored_alike_and_a_shared_bad_one_is_refused(
