@@ -284,8 +284,9 @@ def _entities(entities: Sequence[SelfDescribingJson]) -> list[JsonDict]:
     return [{"schema": entity.schema, "data": dict(entity.data)} for entity in entities]
 
 
-def event_to_wire(event: BaseEvent, event_id: str) -> JsonDict:
-    """One event of a payload's ``events`` list, validated and ready for ``json.dumps``."""
+def event_to_wire(event: BaseEvent, event_id: str, tags: Sequence[str] = ()) -> JsonDict:
+    """One event of a payload's ``events`` list, validated and ready for ``json.dumps``;
+    ``tags`` (the tracker's) go before the event's own."""
     event_type, properties, context = _event_body(event)  # the class's context is JSON already
     if event.context is not None:
         if isinstance(event.context, Mapping):
@@ -300,8 +301,8 @@ def event_to_wire(event: BaseEvent, event_id: str) -> JsonDict:
     }
     if context:
         wire["context"] = context
-    if event.tags:
-        wire["tags"] = list(event.tags)
+    if tags or event.tags:
+        wire["tags"] = [*tags, *event.tags]
     if event.options:
         wire["options"] = to_json_value(dict(event.options), "options")
     return wire
@@ -309,7 +310,7 @@ def event_to_wire(event: BaseEvent, event_id: str) -> JsonDict:
 
 def encode_event(event: BaseEvent, event_id: str, tags: tuple[str, ...] = ()) -> bytes:
     """One event of a payload's ``events`` list, encoded: the same JSON as
-    :func:`event_to_wire` gives (with the tracker's ``tags`` put first), made faster
+    :func:`event_to_wire` gives, made faster
     for the common events.
 
     A custom event or page view with no times, context, options or tags of its own is
@@ -342,10 +343,7 @@ def encode_event(event: BaseEvent, event_id: str, tags: tuple[str, ...] = ()) ->
             pass  # a value to convert: the general path below
         else:
             return memoryview(encoded).tobytes()
-    wire = event_to_wire(event, event_id)
-    if tags:
-        wire["tags"] = [*tags, *wire.get("tags", ())]
-    return dumps_kept(wire)
+    return dumps_kept(event_to_wire(event, event_id, tags))
 
 
 def _is_simple(event: BaseEvent) -> bool:

@@ -113,10 +113,7 @@ class Envelope:
 
     def _build(self) -> JsonDict:
         assert self.source is not None
-        wire = event_to_wire(self.source, self.event_id)
-        if self.tags:
-            wire["tags"] = [*self.tags, *wire.get("tags", ())]
-        return wire
+        return event_to_wire(self.source, self.event_id, self.tags)
 
     def batch_key(self) -> tuple[int, str]:
         """The visitor and session: envelopes of one key keep their order."""
