@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Callable
@@ -326,3 +327,49 @@ def test_made_event_ids_are_canonical_distinct_uuid4s() -> None:
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
         assert str(parsed) == event_id
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_hands_out_the_parents_pooled_event_ids() -> None:
+    from tracardi_tracker._visitors import new_event_id, stock_event_ids
+
+    stock_event_ids()  # the parent holds ids made ahead: the child must not reuse them
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(reader)
+        os.write(writer, ",".join(new_event_id() for _ in range(100)).encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        child_ids = set(pipe.read().decode().split(","))
+    os.waitpid(pid, 0)
+    parent_ids = {new_event_id() for _ in range(100)}
+    assert len(child_ids) == 100
+    assert not child_ids & parent_ids
+
+
+def test_a_visitor_the_registry_lets_go_gets_a_new_session_and_the_others_keep_theirs() -> None:
+    transport = CapturingTransport()
+    tracker = Tracker("http://t.example", "src", emitter=SyncEmitter(transport=transport))
+    tracker._visitors.capacity = 2
+    alice, bob, carol = (Subject(user_id=name) for name in ("alice", "bob", "carol"))
+    first = tracker.track(Event("x", event_subject=alice))
+    tracker.track(Event("x", event_subject=bob))
+    tracker.track(Event("x", event_subject=alice))  # seen since listed: a second chance
+    tracker.track(Event("x", event_subject=carol))  # over capacity: bob goes, not alice
+    alice_session = tracker.identity(alice).session_id
+    assert tracker.identity(bob).session_id is None  # forgotten
+    tracker.track(Event("x", event_subject=alice))
+    assert tracker.identity(alice).session_id == alice_session
+    tracker.track(Event("x", event_subject=bob))  # made anew: a session of its own
+    sessions = {
+        event["id"]: payload["session"]["id"]
+        for payload in transport.payloads
+        for event in payload["events"]
+    }
+    assert sessions[first] == alice_session
+    bob_sessions = [
+        p["session"]["id"] for p in transport.payloads if p["context"]["user"]["id"] == "bob"
+    ]
+    assert len(set(bob_sessions)) == 2

@@ -30,6 +30,7 @@ _fork_generation = 0
 def _bump_generation() -> None:
     global _fork_generation
     _fork_generation += 1
+    _EVENT_IDS.clear()  # the parent hands out the same ones: never reuse them here
 
 
 if hasattr(os, "register_at_fork"):
@@ -41,10 +42,12 @@ class Visitor:
     (``cond`` is a condition on it, for the first-payload gate)."""
 
     __slots__ = (
+        "_events",
         "_first_in_flight",
         "_fixed_session",
         "_generation",
         "_last_seen",
+        "_listed_events",
         "_session_started",
         "_sessions_confirmed",
         "cond",
@@ -52,6 +55,7 @@ class Visitor:
         "lock",
         "profile_alias",
         "profile_id",
+        "retired",
         "session_alias",
         "session_id",
     )
@@ -70,6 +74,10 @@ class Visitor:
         self._sessions_confirmed: set[str] = set()
         self._first_in_flight: str | None = None
         self._generation = _fork_generation
+        self._events = 0  # tracked so far, counted by session_for_event
+        self._listed_events = 0  # _events when the registry put it at the young end
+        self.retired = False
+        """Set when the registry lets go of this visitor: whoever cached it asks again."""
 
     def _check_fork(self) -> None:
         """In a forked child, drop locks and in-flight marks copied from the parent:
@@ -95,6 +103,7 @@ class Visitor:
                 session = new_id()
             self.session_id = session
             self._last_seen = now
+            self._events += 1
             return session
 
     def new_session(self, new_id: Callable[[], str]) -> str:
@@ -182,20 +191,57 @@ def new_session_id() -> str:
 
 _VERSION_MASK = ~(0xF000 << 64) & ~(0xC000 << 48)
 _VERSION_BITS = (4 << 76) | (0x8000 << 48)
+_ID_BATCH = 256
+_BATCH_MASK = int.from_bytes(
+    (((1 << 128) - 1) & _VERSION_MASK).to_bytes(16, "big") * _ID_BATCH, "big"
+)
+_BATCH_BITS = int.from_bytes(_VERSION_BITS.to_bytes(16, "big") * _ID_BATCH, "big")
+_EVENT_IDS: list[str] = []
+"""Event ids made ahead, taken by :func:`new_event_id`; emptied in a forked child."""
 
 
-def new_event_id(getrandbits: Callable[[int], int] = random.getrandbits) -> str:
-    """A random (version 4) UUID string, made cheaply for the caller's hot path.
+def make_event_ids(getrandbits: Callable[[int], int] = random.getrandbits) -> list[str]:
+    """A batch of random (version 4) UUID strings, from one draw of random bits.
 
     From the ``random`` module's generator, which is seeded from the OS and reseeded
     in a forked child, so ids never repeat across processes.
     """
-    text = (getrandbits(128) & _VERSION_MASK | _VERSION_BITS).to_bytes(16, "big").hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    bits = getrandbits(128 * _ID_BATCH) & _BATCH_MASK | _BATCH_BITS
+    text = bits.to_bytes(16 * _ID_BATCH, "big").hex()
+    return [
+        f"{text[at : at + 8]}-{text[at + 8 : at + 12]}-{text[at + 12 : at + 16]}-"
+        f"{text[at + 16 : at + 20]}-{text[at + 20 : at + 32]}"
+        for at in range(0, 32 * _ID_BATCH, 32)
+    ]
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID string, cheap on the caller's hot path: taken from a
+    pool the background worker keeps filled (see :func:`stock_event_ids`), made in a
+    batch here when the pool is empty."""
+    pool = _EVENT_IDS
+    while True:
+        try:
+            return pool.pop()
+        except IndexError:
+            pool.extend(make_event_ids())
+
+
+def stock_event_ids(at_least: int = 4 * _ID_BATCH) -> None:
+    """Fill the event id pool up to ``at_least`` ids, off the callers' path."""
+    pool = _EVENT_IDS
+    while len(pool) < at_least:
+        pool.extend(make_event_ids())
 
 
 class VisitorRegistry:
-    """The visitors one tracker knows, least recently used dropped past ``capacity``."""
+    """The visitors one tracker knows, the least recently seen let go past ``capacity``.
+
+    Callers may cache a visitor and skip :meth:`get` while its ``retired`` flag is
+    unset, so the order here is refreshed lazily: at eviction, a visitor seen since it
+    was last put at the young end gets a second chance instead (an approximate LRU at
+    no cost per event).
+    """
 
     def __init__(self, capacity: int = 100_000) -> None:
         self.capacity = capacity
@@ -209,18 +255,33 @@ class VisitorRegistry:
             self._lock = threading.Lock()
 
     def get(self, key: VisitorKey) -> Visitor:
-        """The visitor for ``key``, made on first use."""
+        """The visitor for ``key``, made on first use, for the event about to be tracked."""
         if self._generation != _fork_generation:
             self._check_fork()
         with self._lock:
-            visitor = self._visitors.get(key)
+            visitors = self._visitors
+            visitor = visitors.get(key)
             if visitor is None:
-                visitor = self._visitors[key] = Visitor(key)
-                if len(self._visitors) > self.capacity:
-                    self._visitors.popitem(last=False)
+                visitor = visitors[key] = Visitor(key)
+                if len(visitors) > self.capacity:
+                    self._evict(key)
             else:
-                self._visitors.move_to_end(key)
+                visitors.move_to_end(key)
+            visitor._listed_events = visitor._events + 1  # the event this get() is for
             return visitor
+
+    def _evict(self, newest: VisitorKey) -> None:
+        """Let go of the visitor seen least recently (under the lock): the oldest in
+        order that has had no event since it was put at the young end."""
+        visitors = self._visitors
+        while True:
+            key, oldest = visitors.popitem(last=False)
+            if key == newest or oldest._events > oldest._listed_events:
+                visitors[key] = oldest  # a second chance, at the young end
+                oldest._listed_events = oldest._events
+                continue
+            oldest.retired = True
+            return
 
     def peek(self, key: VisitorKey) -> Visitor | None:
         """The visitor for ``key`` if known, without making one."""

@@ -62,12 +62,12 @@ class PayloadHead:
 class Envelope:
     """One tracked event on its way out: its id, the event, its session and visitor.
 
-    ``source`` is the event object as tracked, until the emitter encodes it
-    (:meth:`seal`); it is ``None`` after that and for an event read back from a
-    spool. :attr:`event` is the wire form as a dict and :attr:`event_json` the same,
-    encoded; both are built on first use, so the caller's ``track()`` does not pay
-    for them. Emitters put envelopes with equal :meth:`batch_key` and equal ``head``
-    in one payload.
+    ``source`` is the event object as tracked, until the emitter encodes it (the
+    background worker does, so it waits as bytes); it is ``None`` after that and for
+    an event read back from a spool. :attr:`event` is the wire form as a dict and
+    :attr:`event_json` the same, encoded; both are built on first use, so the
+    caller's ``track()`` does not pay for them. Emitters put envelopes with equal
+    :meth:`batch_key` and equal ``head`` in one payload.
     """
 
     event_id: str
@@ -102,14 +102,6 @@ class Envelope:
                 encoded = encode_event(self.source, self.event_id, self.tags)
             self.encoded = encoded
         return encoded
-
-    def seal(self) -> None:
-        """Encode the event now and let go of the event object and its dicts: what
-        waits to be sent is then one bytes object, cheap to hold and never scanned by
-        the garbage collector."""
-        self.event_json  # noqa: B018 -- made and kept
-        self.source = None
-        self.wire = None
 
     def _build(self) -> JsonDict:
         assert self.source is not None
@@ -223,7 +215,7 @@ def deliver(
                 options=head.options,
                 events=(),
             ),
-            [envelope.event_json for envelope in chunk],
+            _encoded_events(chunk),
         )
         if max_bytes is not None and len(body) > max_bytes and len(chunk) > 1:
             middle = len(chunk) // 2
@@ -248,6 +240,15 @@ def deliver(
         raise
     finally:
         visitor.end_send(first.session_id, head.profile_id, answer)
+
+
+def _encoded_events(envelopes: Sequence[Envelope]) -> list[bytes]:
+    """The events' JSON; read straight off the envelopes when all are sealed (the
+    background worker seals each one), a property call per event otherwise."""
+    encoded = [envelope.encoded for envelope in envelopes]
+    if None in encoded:
+        return [envelope.event_json for envelope in envelopes]
+    return encoded  # type: ignore[return-value]  # no None left
 
 
 class _Callbacks:

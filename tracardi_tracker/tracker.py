@@ -27,7 +27,12 @@ __all__ = ["Identity", "Tracker"]
 
 _NAMED_CACHE_SIZE = 10_000
 _NamedEntry = tuple[
-    "weakref.ref[Subject]", tuple[int, int, int], VisitorKey | None, PayloadHead, str | None
+    "weakref.ref[Subject]",
+    tuple[int, int, int],
+    VisitorKey | None,
+    PayloadHead,
+    str | None,
+    Visitor | None,
 ]
 
 
@@ -254,25 +259,32 @@ class Tracker:
         return cached[1], cached[2]
 
     def _named_head(self, event_subject: Subject) -> tuple[Visitor, PayloadHead, str | None]:
-        """Visitor and payload head for an event subject; heads are cached per subject
-        object and version, so a backend reusing one Subject per visitor pays once."""
+        """Visitor and payload head for an event subject; both are cached per subject
+        object and version, so a backend reusing one Subject per visitor pays once
+        (the visitor is asked of the registry again once the registry retires it)."""
         tracker_subject = self.subject
         version = (event_subject._version, id(tracker_subject), tracker_subject._version)
         entry = self._named_cache.get(id(event_subject))
         if entry is None or entry[0]() is not event_subject or entry[1] != version:
             subject = _merge(tracker_subject, event_subject)
+            key = _visitor_key(event_subject)
             entry = (
                 weakref.ref(event_subject),
                 version,
-                _visitor_key(event_subject),
+                key,
                 self._head(subject),
                 subject.session_id,
+                None if key is None else self._visitors.get(key),
             )
             if len(self._named_cache) >= _NAMED_CACHE_SIZE:
                 self._named_cache.clear()
             self._named_cache[id(event_subject)] = entry
-        key = entry[2]
-        visitor = self._own if key is None else self._visitors.get(key)
+        visitor = entry[5]
+        if visitor is None:
+            return self._own, entry[3], entry[4]
+        if visitor.retired:
+            visitor = self._visitors.get(entry[2])
+            self._named_cache[id(event_subject)] = (*entry[:5], visitor)
         return visitor, entry[3], entry[4]
 
     def _head(self, subject: Subject) -> PayloadHead:
