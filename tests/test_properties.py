@@ -101,7 +101,9 @@ def test_bad_event_context_value_names_the_context_path(
         Event("x", {"at": datetime(2023, 1, 1, 12, tzinfo=timezone.utc), "labels": {"b", "a"}}),
         Event("x", {"huge": 2**70, "nested": {"color": Color.RED, "item": Item("A", Decimal(1))}}),
         Event("x", {"k": 1}, tags=("own",)),
+        Event("Zakupy w koszyku ✓", {"note": 'a "quoted" \\ line\nbreak', "n": None}),
         PageView("https://shop.example/p/1?q=2#top", "Product", "https://ref.example/?a=b"),
+        PageView('https://shop.example/ł?x="y"', 'Título "ñ"'),
         PageView(
             "https://shop.example/", time=Time(create=datetime(2020, 1, 1, tzinfo=timezone.utc))
         ),
@@ -111,7 +113,8 @@ def test_bad_event_context_value_names_the_context_path(
 def test_encoded_event_is_its_wire_form_whichever_path_encodes_it(
     event: BaseEvent, tags: tuple[str, ...]
 ) -> None:
-    wire = event_to_wire(event, "e-1", tags)
-    assert wire.get("tags", []) == [*tags, *event.tags]  # the tracker's first
-    assert json.loads(encode_event(event, "e-1", tags)) == wire
-    assert encode_event(event, "e-1", tags) == dumps(wire)
+    for event_id in ("e-1", 'own "id" \\ ✓'):  # an id of the caller's is escaped
+        wire = event_to_wire(event, event_id, tags)
+        assert wire.get("tags", []) == [*tags, *event.tags]  # the tracker's first
+        assert json.loads(encode_event(event, event_id, tags)) == wire
+        assert encode_event(event, event_id, tags) == dumps(wire)

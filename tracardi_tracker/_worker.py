@@ -3,13 +3,13 @@
 Shape (after sentry-python's worker): the caller's ``emit()`` only appends to a
 deque and, when a batch is ready, wakes the worker; the threads are started lazily
 under a lock and re-made in a forked child (which drops the parent's queue: the
-parent sends those). Two threads share the work so that building a payload overlaps
-with the server's handling of the previous one:
+parent sends those). Two threads share the work so that encoding events overlaps
+with the server's handling of the payload before:
 
 - the *worker* encodes each queued event (it then waits as bytes, cheap to hold and
   never scanned by the garbage collector), sorts events into per-visitor buffers,
-  decides when a buffer goes and hands it to the sender through an outbox that holds
-  one payload, so it is never more than one payload ahead;
+  decides when a buffer goes and hands it to the sender through an outbox, never
+  waiting for the sender (a slow server must not leave events queued as objects);
 - the *sender* posts payloads one at a time, in the order they were handed over, so
   each visitor's order and the first-payload gate hold, and retries with waits that
   end at once on ``close()``.
@@ -55,10 +55,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FullPolicy = Literal["block", "drop_newest", "drop_oldest"]
-
-_OUTBOX_SIZE = 1
-"""Payloads built and waiting for the sender: one, so building overlaps the request
-before it without running further ahead (memory, and the freshest adopted ids)."""
 
 _BatchKey = tuple[Visitor, str]
 """A visitor and session: a buffer's events go out in one payload, in order."""
@@ -447,20 +443,20 @@ class BackgroundEmitter:
             self._retried += 1
 
     def _hand_over(self, batch: list[Envelope]) -> None:
-        """Put a buffer's payloads in the outbox, waiting while it is full (the sender is
-        busy with the payload before)."""
-        outbox = self._outbox
-        for run in split_by_head(batch):
-            if self._stop.is_set():  # closing: no new request, keep or report the events
+        """Put a buffer's payloads in the outbox, in order, without waiting: the worker
+        goes back to encoding what is queued while the sender is busy, so events wait
+        encoded, not as objects. (The outbox holds envelopes, not built payloads: the
+        sender builds each one when it goes, with the ids adopted by then.)"""
+        runs = split_by_head(batch)
+        if self._stop.is_set():  # closing: no new request, keep or report the events
+            for run in runs:
                 self._give_up(run)
                 with self._lock:
                     self._held -= len(run)
-                continue
-            with self._outbox_changed:
-                while len(outbox) >= _OUTBOX_SIZE and not self._stop.is_set():
-                    self._outbox_changed.wait(0.1)
-                outbox.append(run)
-                self._outbox_changed.notify_all()
+            return
+        with self._outbox_changed:
+            self._outbox.extend(runs)
+            self._outbox_changed.notify_all()
 
     def _send_loop(self) -> None:
         """The sender thread: post the outbox's payloads in order until the worker ends."""
@@ -470,7 +466,6 @@ class BackgroundEmitter:
                 while not outbox:
                     self._outbox_changed.wait()
                 run = outbox.popleft()
-                self._outbox_changed.notify_all()  # room for the worker's next payload
             if run is None:
                 return
             self._send(run)
