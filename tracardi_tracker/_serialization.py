@@ -481,7 +481,7 @@ def encode_payload(payload: JsonDict, events: Sequence[bytes]) -> bytes:
     return b"".join((encoded[:-3], b"[", b",".join(events), b"]}"))
 
 
-def _stdlib_dumps(payload: Mapping[str, Any]) -> bytes:
+def _stdlib_dumps(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
@@ -512,7 +512,7 @@ def has_long_digit_run(data: bytes) -> bool:
     return _NINETEEN_NINES in data.translate(_DIGITS_AS_NINE)
 
 
-def dumps(payload: Mapping[str, Any]) -> bytes:
+def dumps(payload: Any) -> bytes:
     """Encode a payload as compact UTF-8 JSON (NaN and infinity are refused).
 
     With ``orjson`` installed (``tracardi-tracker[fast]``) it does the encoding; values
@@ -529,7 +529,7 @@ def dumps(payload: Mapping[str, Any]) -> bytes:
     return _stdlib_dumps(payload)
 
 
-def dumps_kept(value: Mapping[str, Any]) -> bytes:
+def dumps_kept(value: Any) -> bytes:
     """:func:`dumps` for a small value that will be held a while (an event waiting in a
     queue): orjson's result keeps a buffer of at least 4 KB whatever the length, so it
     is copied into bytes of the right size."""

@@ -376,8 +376,9 @@ class BackgroundEmitter:
                     self._hand_over(batch)
                 continue
             if not buffers:
-                with self._idle:
-                    self._idle.notify_all()
+                if not self.pending():  # not while the sender is busy: flush() would
+                    with self._idle:  # wake, find events pending and wake this again
+                        self._idle.notify_all()
                 wait = interval
             else:
                 wait = max(0.0, next(iter(born.values())) + interval - now)
