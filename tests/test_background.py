@@ -107,6 +107,52 @@ def test_the_first_payload_of_a_visitor_is_answered_before_the_rest_go(
     assert {payload["profile"]["id"] for payload in rest} == {tracker.profile_id}
 
 
+class InFlight:
+    """A responder that takes a while and records how many payloads, and which
+    visitors' payloads, were in flight at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now: list[str] = []
+        self.most = 0
+        self.overlapped_one_visitor = False
+
+    def __call__(self, payload: dict[str, Any]) -> tuple[int, Any]:
+        user = payload["context"]["user"]["id"]
+        with self.lock:
+            self.overlapped_one_visitor |= user in self.now
+            self.now.append(user)
+            self.most = max(self.most, len(self.now))
+        time.sleep(0.02)
+        with self.lock:
+            self.now.remove(user)
+        return tracardi_like(payload)
+
+
+def test_senders_post_for_different_visitors_side_by_side_and_one_visitor_in_order(
+    make_background: Any,
+) -> None:
+    responder = InFlight()
+    transport = CapturingTransport(responder)
+    tracker, _ = make_background(transport, batch_size=5, senders=3)
+    people = [Subject(user_id=f"u{n}") for n in range(6)]
+    sent = {person.user_id: [] for person in people}
+    for n in range(120):
+        person = people[n % 6]
+        sent[person.user_id].append(tracker.track(Event("x", {"n": n}, event_subject=person)))
+    assert tracker.flush(10) == 0
+    assert responder.most == 3
+    assert not responder.overlapped_one_visitor
+    for user, ids in sent.items():
+        arrived = [
+            event["id"]
+            for payload in transport.payloads
+            if payload["context"]["user"]["id"] == user
+            for event in payload["events"]
+        ]
+        assert arrived == ids
+
+
 @pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest", "block"])
 def test_a_full_queue_drops_by_policy_and_reports_every_drop(
     make_background: Any, policy: str
