@@ -53,6 +53,7 @@ _REASONS = {status.value: status.phrase for status in HTTPStatus}
 _IDLE_TIMEOUT = 60.0  # idle keep-alive connections are closed after a minute
 _SWEEP_EVERY = 5.0  # seconds between looks for idle connections
 _BACKLOG = 256
+_GROUP_REQUESTS = 64  # requests in one commit at most
 
 
 def _reason(status: int) -> str:
@@ -561,6 +562,7 @@ class HTTPServer:
         self.loop = asyncio.new_event_loop()
         self._listener: asyncio.Server | None = None
         self._staged: list[tuple[_Connection, PendingReply]] = []
+        self._counted = 0  # staged requests when the loop last looked at the sockets
         self._thread: threading.Thread | None = None
 
     def _bind(self, port: int) -> socket.socket:
@@ -695,8 +697,19 @@ class HTTPServer:
         """A ``/track`` request was staged: answer it after the commit that follows the
         requests read in this pass of the loop."""
         if not self._staged:
-            self.loop.call_soon(self._commit)
+            self._counted = 0
+            self.loop.call_soon(self._commit_soon)
         self._staged.append((connection, pending))
+
+    def _commit_soon(self) -> None:
+        """Commit, unless the last pass of the loop read more requests: then let it take
+        one more look at the sockets first (a commit costs as much as storing dozens of
+        events, a look at the sockets next to nothing)."""
+        if len(self._staged) > self._counted and len(self._staged) < _GROUP_REQUESTS:
+            self._counted = len(self._staged)
+            self.loop.call_soon(self._commit_soon)
+            return
+        self._commit()
 
     def _commit(self) -> None:
         staged, self._staged = self._staged, []
