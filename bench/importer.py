@@ -19,6 +19,7 @@ means the same within a few MB.
 
     python bench/importer.py                       # 1,000,000 events, both targets
     python bench/importer.py --events 200000 --target sink --runs 3
+    python bench/importer.py --target collector --history /tmp/history.jsonl  # kept
 """
 
 from __future__ import annotations
@@ -267,6 +268,12 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--runs", type=int, default=1, help="imports per target (noisy hosts)")
     parser.add_argument("--memory-check", action="store_true", help="also import a tenth")
+    parser.add_argument(
+        "--history",
+        type=Path,
+        help="the JSON Lines file to import: generated there if missing, else reused as is "
+        "(it must have been generated with the same --events and --visit)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
@@ -276,14 +283,17 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="tracardi-import-bench-") as tmp:
         workdir = Path(tmp)
-        path = workdir / "history.jsonl"
-        started = time.perf_counter()
-        profiles = generate(path, args.events, args.visit)
-        size_mb = path.stat().st_size / 2**20
-        print(
-            f"generated {args.events:,} events of {profiles:,} profiles "
-            f"({size_mb:,.0f} MB) in {time.perf_counter() - started:.1f}s"
-        )
+        path = args.history or workdir / "history.jsonl"
+        if path.exists():
+            print(f"reusing {path} ({path.stat().st_size / 2**20:,.0f} MB)")
+        else:
+            started = time.perf_counter()
+            profiles = generate(path, args.events, args.visit)
+            size_mb = path.stat().st_size / 2**20
+            print(
+                f"generated {args.events:,} events of {profiles:,} profiles "
+                f"({size_mb:,.0f} MB) in {time.perf_counter() - started:.1f}s"
+            )
         small = None
         if args.memory_check:
             small = workdir / "history-tenth.jsonl"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from collections.abc import Callable
 
@@ -252,3 +253,19 @@ def test_clearing_faults_ends_a_refusal_at_once(tracardi_collector: Collector) -
     tracardi_collector.clear_faults()
 
     assert send(tracardi_collector, payload()).status_code == 200
+
+
+def test_a_delayed_answer_does_not_hold_up_other_connections(
+    tracardi_collector: Collector,
+) -> None:
+    tracardi_collector.set_faults(latency_seconds=0.5)
+    delayed = threading.Thread(target=send, args=(tracardi_collector, payload()))
+    delayed.start()
+    time.sleep(0.05)
+
+    started = time.perf_counter()
+    answer = requests.get(tracardi_collector.url + "/micro/all", timeout=5)
+    elapsed = time.perf_counter() - started
+    delayed.join()
+
+    assert (answer.status_code, elapsed < 0.3) == (200, True)

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tracardi_tracker.collector._config import CollectorConfig
 from tracardi_tracker.collector._engine import Engine
+from tracardi_tracker.collector._faults import FaultController
 from tracardi_tracker.collector._store import EventBatch, Store
 
 
@@ -277,3 +279,40 @@ def test_micro_info_counts_commits_and_a_request_alone_is_committed_alone(
         counts.append(engine.info()["commits"])
 
     assert (counts, engine.store.count_events()) == ([0, 1, 2], 2)
+
+
+def test_requests_staged_together_share_one_commit(tmp_path: Path) -> None:
+    store = Store(tmp_path / "staged.db")
+    engine = Engine(CollectorConfig(), store, FaultController())
+    headers = {"content-type": "application/json"}
+    bodies = [
+        json.dumps(
+            {"source": {"id": "src"}, "session": {"id": f"s-{n}"}, "events": [{"type": "a"}]}
+        )
+        for n in range(3)
+    ]
+    try:
+        pending = [engine.stage_track("POST", "", headers, body.encode()) for body in bodies]
+        seen_before = len(_visible(tmp_path / "staged.db"))
+        engine.commit()
+        statuses = [engine.finish_track(item).status for item in pending]
+
+        expected = (0, [200, 200, 200], 1, 3)
+        assert expected == (seen_before, statuses, store.commits, len(store.events()))
+    finally:
+        store.close()
+
+
+def test_a_staged_request_is_not_answered_before_its_commit(tmp_path: Path) -> None:
+    store = Store(tmp_path / "open.db")
+    engine = Engine(CollectorConfig(), store, FaultController())
+    body = {"source": {"id": "src"}, "session": {"id": "s-1"}, "events": [{"type": "a"}]}
+    try:
+        pending = engine.stage_track(
+            "POST", "", {"content-type": "application/json"}, json.dumps(body).encode()
+        )
+
+        with pytest.raises(sqlite3.OperationalError, match="still open"):
+            engine.finish_track(pending)
+    finally:
+        store.close()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tracardi_tracker.importer import ImportConfigError, Rows
+from tracardi_tracker.importer import ImportConfigError, Rows, _readers
 from tracardi_tracker.importer._readers import Input, Record, csv_text, make_cast
 
 
@@ -182,3 +182,35 @@ def test_missing_values_of_data_frames_mean_absent() -> None:
     assert error is None
     assert data == {"type": "a"}
     assert raw == b'{"type":"a"}'
+
+
+def test_jsonl_lines_are_the_same_whichever_block_they_fall_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_readers, "_BLOCK", 64)  # lines cross blocks and outgrow them
+    long_text = "x" * 300
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(
+        b'{"n":1}\r\n\n'
+        + json.dumps({"n": 2, "text": long_text}).encode()
+        + b'\n{"n":3,"big":12345678901234567890123}\n{"n":4}'  # no final line end
+    )
+
+    found = [(line, raw[-1:], data) for line, raw, data, _error in records(Input(path))]
+
+    assert found == [
+        (1, b"}", {"n": 1}),
+        (3, b"}", {"n": 2, "text": long_text}),
+        (4, b"}", {"n": 3, "big": 12345678901234567890123}),
+        (5, b"}", {"n": 4}),
+    ]
+
+
+def test_a_big_integer_is_read_exactly_beside_rows_read_quickly(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    rows = [{"n": n} for n in range(50)] + [{"id": 98765432109876543210987}]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    found = [data for _line, _raw, data, _error in records(Input(path))]
+
+    assert found == rows

@@ -84,7 +84,7 @@ class Collector:
         self._store: Store | None = None
         self._engine: Engine | None = None
         self._server: HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._listening = False
         self._timer: threading.Timer | None = None
         self._faults = FaultController(on_refuse=self._refuse)
         self._address: tuple[str, int] | None = None
@@ -141,9 +141,9 @@ class Collector:
                 self._timer = None
             server = self._server
             assert server is not None
-            self._stop_serving()
+            server.stop_listening()
             server.wait_idle(timeout)
-            server.drop_connections(timeout=timeout)
+            server.close(timeout)
             if self._store is not None:
                 self._store.close()
             logger.info("Tracardi collector on %s stopped", self.url)
@@ -162,22 +162,8 @@ class Collector:
     def _serve(self) -> None:
         server = self._server
         assert server is not None
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": _POLL_INTERVAL},
-            name=f"tracardi-collector-{server.server_port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def _stop_serving(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        server.shutdown()
-        thread.join()
-        self._thread = None
-        server.server_close()
+        server.start(name=f"tracardi-collector-{server.server_port}")
+        self._listening = True
 
     def _refuse(self, seconds: float) -> None:
         """Close the listening socket for ``seconds``, resetting open connections.
@@ -194,9 +180,10 @@ class Collector:
                     self._resume()
                 return
             self._server.refusing = True
-            if self._thread is not None:
-                self._stop_serving()
-            self._server.drop_connections(timeout=1.0)
+            if self._listening:
+                self._server.stop_listening()
+                self._listening = False
+            self._server.drop_connections()
             if self._timer is not None:
                 self._timer.cancel()
             self._timer = threading.Timer(seconds, self._resume)
@@ -207,7 +194,7 @@ class Collector:
         """Listen again after refusing connections."""
         with self._life:
             server = self._server
-            if self._state != "running" or server is None or self._thread is not None:
+            if self._state != "running" or server is None or self._listening:
                 return
             for _ in range(100):
                 try:
@@ -219,8 +206,8 @@ class Collector:
                 logger.error("could not listen on %s again after refusing connections", self.url)
                 return
             server.refusing = False
+            self._listening = True
             self._timer = None
-            self._serve()
 
     # -- where it listens -----------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from ._wire import (
     error_body,
 )
 
-__all__ = ["Engine", "Reply", "normalize_type"]
+__all__ = ["Engine", "PendingReply", "Reply", "normalize_type"]
 
 _BODY_KEEP = 64 * 1024
 _TENANT = "default"
@@ -51,6 +51,18 @@ class Reply(NamedTuple):
     body: bytes
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
+
+
+class PendingReply(NamedTuple):
+    """A ``/track`` answer waiting for the commit of the rows it staged."""
+
+    reply: Reply
+    group: int | None
+    """The transaction holding its rows (``None``: it wrote nothing)."""
+    started: float
+    """``time.perf_counter()`` when the request was taken up."""
+    context: str | None
+    """The ``X-Context`` header, echoed in the answer."""
 
 
 def normalize_type(event_type: str) -> str:
@@ -111,38 +123,64 @@ class Engine:
     # -- /track ---------------------------------------------------------------------------
 
     def track(self, method: str, query: str, headers: Mapping[str, str], body: bytes) -> Reply:
-        """``/track`` as the configured Tracardi version answers it."""
+        """``/track`` as the configured Tracardi version answers it, once its rows are
+        committed (with those of the other requests under way: see :meth:`Store.leave_group`)."""
+        store = self.store
+        store.enter_group()
+        group: int | None = None
+        try:
+            pending = self.stage_track(method, query, headers, body)
+            group = pending.group
+        finally:
+            self._leave_group(group)
+        return self.finish_track(pending)
+
+    def stage_track(
+        self, method: str, query: str, headers: Mapping[str, str], body: bytes
+    ) -> PendingReply:
+        """All of ``/track`` but the commit: the rows go into the open transaction.
+
+        For a server that reads many requests before it answers any: stage each, then
+        :meth:`commit` once, then :meth:`finish_track` each.
+        """
         started = time.perf_counter()
         received = _now()
         staged: list[int] = []  # the transaction holding this request's rows, once written
-        store = self.store
-        store.enter_group()
         try:
-            try:
-                _check_authorization(headers.get("authorization"))
-                if method == "POST":
-                    reply = _exactly(
-                        lambda fast: self._post_track(query, headers, body, received, fast, staged)
-                    )
-                elif method == "PUT":
-                    reply = _exactly(
-                        lambda fast: self._put_track(query, headers, body, received, fast)
-                    )
-                else:
-                    raise Rejection(405, "Method Not Allowed")
-            except Rejection as rejection:
-                self._record_bad(method, query, headers, body, received, rejection)
-                allow = (("allow", "POST"),) if rejection.status == 405 else ()
-                reply = Reply(rejection.status, rejection.body(), headers=allow)
-        finally:
-            self._leave_group(staged[0] if staged else None)
-        if staged:
+            _check_authorization(headers.get("authorization"))
+            if method == "POST":
+                reply = _exactly(
+                    lambda fast: self._post_track(query, headers, body, received, fast, staged)
+                )
+            elif method == "PUT":
+                reply = _exactly(lambda fast: self._put_track(query, headers, body, received, fast))
+            else:
+                raise Rejection(405, "Method Not Allowed")
+        except Rejection as rejection:
+            self._record_bad(method, query, headers, body, received, rejection)
+            allow = (("allow", "POST"),) if rejection.status == 405 else ()
+            reply = Reply(rejection.status, rejection.body(), headers=allow)
+        group = staged[0] if staged else None
+        return PendingReply(reply, group, started, headers.get("x-context"))
+
+    def commit(self) -> None:
+        """Commit the rows staged so far (:meth:`finish_track` tells each request whether
+        its commit failed)."""
+        self.store.commit()
+
+    def finish_track(self, pending: PendingReply) -> Reply:
+        """The answer of :meth:`stage_track`, once its rows are committed.
+
+        :raises sqlite3.OperationalError: when the transaction holding its rows failed.
+        """
+        if pending.group is not None:
+            self._check_committed(pending.group)
             with self.stored:
                 self.stored.notify_all()
-        extra = [("x-process-time", f"{time.perf_counter() - started:.6f}")]
-        context = headers.get("x-context")
-        if context is not None:
-            extra.append(("x-context", context))  # Tracardi echoes the data set it used
+        reply = pending.reply
+        extra = [("x-process-time", f"{time.perf_counter() - pending.started:.6f}")]
+        if pending.context is not None:
+            extra.append(("x-context", pending.context))  # Tracardi echoes the data set it used
         return reply._replace(headers=(*reply.headers, *extra))
 
     def _put_track(
@@ -167,10 +205,22 @@ class Engine:
         try:
             self.store.leave_group(group)
         except Exception:
-            with self._lock:
-                self.state.clear()
-                self.state.load(self.store.load_profiles(), self.store.load_sessions())
+            self._forget_uncommitted()
             raise
+
+    def _check_committed(self, group: int) -> None:
+        """Raise (as :meth:`_leave_group`) if transaction ``group`` failed to commit."""
+        try:
+            self.store.check_committed(group)
+        except Exception:
+            self._forget_uncommitted()
+            raise
+
+    def _forget_uncommitted(self) -> None:
+        """Read the profiles and sessions again from the database after a failed commit."""
+        with self._lock:
+            self.state.clear()
+            self.state.load(self.store.load_profiles(), self.store.load_sessions())
 
     def _post_track(
         self,
@@ -182,7 +232,7 @@ class Engine:
         staged: list[int],
     ) -> Reply:
         """``POST /track``; the transaction holding the rows written goes into ``staged``
-        (they are committed by :meth:`track`, before it answers)."""
+        (they are committed before the answer goes out: see :meth:`stage_track`)."""
         version = self.version
         payload, profile_less = read_track_payload(
             body=body,

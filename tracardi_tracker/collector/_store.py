@@ -524,11 +524,7 @@ class Store:
                 return
             deadline: float | None = None
             while True:
-                failure = self._failures.get(group)
-                if failure is not None:
-                    raise sqlite3.OperationalError(
-                        f"the transaction holding these rows failed: {failure}"
-                    ) from failure
+                self._raise_failure(group)
                 if self._committed >= group:
                     return
                 now = time.monotonic()
@@ -543,6 +539,29 @@ class Store:
                     self._flush()
                     continue
                 self._committed_cond.wait(deadline - now)
+
+    def commit(self) -> None:
+        """Commit the open transaction now, if there is one (a failure is kept for
+        :meth:`check_committed`, and for the requests of :meth:`leave_group`)."""
+        with self._lock:
+            self._flush()
+
+    def check_committed(self, group: int) -> None:
+        """Raise if transaction ``group`` (what :meth:`stage` returned) failed to commit.
+
+        Also when it was not committed yet: call :meth:`commit` first.
+        """
+        with self._lock:
+            self._raise_failure(group)
+            if self._committed < group:
+                raise sqlite3.OperationalError("the transaction holding these rows is still open")
+
+    def _raise_failure(self, group: int) -> None:
+        failure = self._failures.get(group)
+        if failure is not None:
+            raise sqlite3.OperationalError(
+                f"the transaction holding these rows failed: {failure}"
+            ) from failure
 
     GROUP_REQUESTS = 64
     """Requests in one transaction at most before it is committed."""

@@ -31,6 +31,7 @@ __all__ = [
     "encode",
     "fast_loads",
     "find_non_finite",
+    "loads_checked_block",
 ]
 
 
@@ -159,6 +160,10 @@ if _FAST is not None:
     does not read exactly (the caller then asks :func:`decode`, which says why, or reads
     it)."""
 
+    loads_checked_block: Callable[[bytes], Any] = _orjson_loads
+    """:func:`fast_loads` for a document already known to hold no run of 19 digits
+    (``has_long_digit_run`` was false for a block of lines holding it)."""
+
 else:
 
     def decode(raw: bytes) -> Any:
@@ -170,6 +175,7 @@ else:
         return decode_text(raw.decode())
 
     fast_loads = decode
+    loads_checked_block = decode
 
 
 encode: Callable[[Any], bytes] = dumps
