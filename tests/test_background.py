@@ -94,6 +94,28 @@ def test_track_does_not_wait_for_the_network(make_background: Any) -> None:
     assert len(transport.events) == 1000
 
 
+def test_events_wait_encoded_not_as_objects_while_the_server_is_slow(
+    make_background: Any,
+) -> None:
+    gate = Gate()
+    transport = CapturingTransport(gate)
+    tracker, emitter = make_background(transport, batch_size=10)
+    people = [Subject(user_id=f"u{n}") for n in range(10)]
+    for n in range(1000):
+        tracker.track(Event("x", {"n": n}, event_subject=people[n % 10]))
+    assert gate.waiting.wait(5)
+    deadline = time.monotonic() + 5
+    while emitter._queue and time.monotonic() < deadline:  # the worker goes on encoding
+        time.sleep(0.01)
+    assert not emitter._queue
+    waiting = [envelope for run in emitter._outbox for envelope in run]
+    assert len(waiting) >= 1000 - 2 * 10  # all but what the two senders hold
+    assert all(envelope.source is None and envelope.encoded for envelope in waiting)
+    gate.open.set()
+    assert tracker.flush(5) == 0
+    assert len(transport.events) == 1000
+
+
 def test_the_first_payload_of_a_visitor_is_answered_before_the_rest_go(
     make_background: Any,
 ) -> None:
