@@ -116,6 +116,24 @@ def test_events_wait_encoded_not_as_objects_while_the_server_is_slow(
     assert len(transport.events) == 1000
 
 
+def test_close_reports_what_waits_behind_senders_stuck_in_a_request(
+    make_background: Any,
+) -> None:
+    gate = Gate()  # never opened: the server holds every request
+    failures = Failures()
+    tracker, _ = make_background(CapturingTransport(gate), batch_size=10, on_failure=failures)
+    people = [Subject(user_id=f"u{n}") for n in range(10)]
+    ids = [tracker.track(Event("x", event_subject=people[n % 10])) for n in range(1000)]
+    assert gate.waiting.wait(5)
+    started = time.monotonic()
+    assert tracker.close(0.3) == 1000
+    assert time.monotonic() - started < 2
+    reported = set(failures.event_ids)
+    assert len(reported) >= 1000 - 2 * 10  # all but the two payloads in flight
+    assert reported <= set(ids)
+    gate.open.set()
+
+
 def test_the_first_payload_of_a_visitor_is_answered_before_the_rest_go(
     make_background: Any,
 ) -> None:

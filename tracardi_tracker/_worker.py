@@ -327,6 +327,13 @@ class BackgroundEmitter:
             leftovers.append(self._queue.popleft())
         if leftovers:
             self._give_up(leftovers)
+        with self._outbox_changed:  # senders stuck in a request will not reach these
+            stranded = [envelope for run in self._outbox for envelope in run]
+            self._outbox.clear()
+        if stranded:
+            self._give_up(stranded)
+            with self._lock:
+                self._held -= len(stranded)
         if self._spool is not None:
             self._spool.release()
         if not any(thread.is_alive() for thread in threads):
