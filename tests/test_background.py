@@ -108,9 +108,9 @@ def test_events_wait_encoded_not_as_objects_while_the_server_is_slow(
     while emitter._queue and time.monotonic() < deadline:  # the worker goes on encoding
         time.sleep(0.01)
     assert not emitter._queue
-    waiting = [envelope for run in emitter._outbox for envelope in run]
+    waiting = [body for batch in emitter._outbox for body in batch.bodies]
     assert len(waiting) >= 1000 - 2 * 10  # all but what the two senders hold
-    assert all(envelope.source is None and envelope.encoded for envelope in waiting)
+    assert all(type(body) is bytes for body in waiting)
     gate.open.set()
     assert tracker.flush(5) == 0
     assert len(transport.events) == 1000
@@ -412,3 +412,51 @@ def test_after_close_no_new_request_starts_and_the_rest_is_reported(
         time.sleep(0.02)
     assert sorted(failures.event_ids) == sorted(ids)
     assert len(transport.requests) <= 2  # the one in flight at close, at most one more
+
+
+def test_a_visitor_whose_subject_changes_keeps_its_order_across_payloads(
+    make_background: Any,
+) -> None:
+    transport = CapturingTransport()
+    tracker, _ = make_background(transport, batch_size=100)
+    desktop = Subject(user_id="u1", useragent="Desktop/1.0")
+    phone = Subject(user_id="u1", useragent="Phone/2.0")
+    ids = [
+        tracker.track(Event("x", {"n": n}, event_subject=desktop if n % 5 < 2 else phone))
+        for n in range(30)
+    ]
+    assert tracker.flush(5) == 0
+    assert [event["id"] for event in transport.events] == ids
+    agent_of = {
+        event["id"]: payload["context"]["browser"]["local"]["browser"]["userAgent"]
+        for payload in transport.payloads
+        for event in payload["events"]
+    }
+    assert [agent_of[event_id] for event_id in ids] == [
+        "Desktop/1.0" if n % 5 < 2 else "Phone/2.0" for n in range(30)
+    ]
+    assert len({payload["session"]["id"] for payload in transport.payloads}) == 1
+
+
+def test_an_event_that_cannot_be_encoded_is_reported_alone_and_the_rest_go(
+    make_background: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tracardi_tracker import _worker
+
+    encode = _worker.encode_event
+
+    def flaky(event: Any, event_id: str, tags: tuple[str, ...] = ()) -> bytes:
+        if event.properties == {"n": 3}:
+            raise RuntimeError("a conversion failed")
+        return encode(event, event_id, tags)
+
+    monkeypatch.setattr(_worker, "encode_event", flaky)
+    failures = Failures()
+    transport = CapturingTransport()
+    tracker, emitter = make_background(transport, batch_size=3, on_failure=failures)
+    ids = [tracker.track(Event("x", {"n": n})) for n in range(6)]
+    assert tracker.flush(5) == 0
+    assert failures.event_ids == [ids[3]]
+    assert "could not be encoded" in str(failures.reports[0][1])
+    assert [event["id"] for event in transport.events] == ids[:3] + ids[4:]
+    assert emitter.stats().failed == 1

@@ -300,8 +300,15 @@ class Spool:
         seqs = [envelope.spool_seq for envelope in envelopes]
         for envelope in envelopes:
             envelope.spool_seq = None  # acknowledged once, even if removed twice
+        self.acknowledge(seqs)
+
+    def acknowledge(self, seqs: list[int | None]) -> None:
+        """:meth:`remove` by the events' spool rows (``None`` for one not in the spool).
+        The list is emptied, so acknowledging it again does nothing."""
+        taken = list(seqs)
+        seqs.clear()
         by_log: dict[int, list[int]] = {}
-        for seq in seqs:
+        for seq in taken:
             if seq is not None:
                 by_log.setdefault(seq >> _SEQ_BITS, []).append(seq & _SEQ_MASK)
         if not by_log:

@@ -44,10 +44,10 @@ from ._visitors import Visitor, stock_event_ids
 from .emitters import (
     Envelope,
     FailureCallback,
+    PayloadHead,
     SuccessCallback,
     _Callbacks,
-    deliver,
-    split_by_head,
+    deliver_events,
 )
 from .exceptions import DeliveryError, QueueFullError, TrackerClosedError, UndeliveredError
 
@@ -60,6 +60,43 @@ FullPolicy = Literal["block", "drop_newest", "drop_oldest"]
 
 _BatchKey = tuple[Visitor, str]
 """A visitor and session: a buffer's events go out in one payload, in order."""
+
+
+class _Batch:
+    """One payload's worth of a visitor's session with one payload head, as the worker
+    fills it and a sender posts it: the events' ids and JSON in flat lists, with no
+    object per event, so what waits is compact and lengthens no pass of the garbage
+    collector. Envelopes are made again only for callbacks and reports."""
+
+    __slots__ = ("bodies", "head", "ids", "seqs", "session_id", "visitor")
+
+    def __init__(self, head: PayloadHead, visitor: Visitor, session_id: str) -> None:
+        self.head = head
+        self.visitor = visitor
+        self.session_id = session_id
+        self.ids: list[str] = []
+        self.bodies: list[bytes] = []
+        self.seqs: list[int | None] = []  # the events' spool rows, with a spool
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def envelopes(self) -> list[Envelope]:
+        """The events as envelopes (already encoded), for callbacks and reports."""
+        seqs = self.seqs or [None] * len(self.ids)
+        return [
+            Envelope(
+                event_id,
+                None,
+                self.session_id,
+                self.head,
+                self.visitor,
+                encoded=body,
+                spool_seq=seq,
+            )
+            for event_id, body, seq in zip(self.ids, self.bodies, seqs, strict=True)
+        ]
+
 
 _BACKGROUND_RETRY = RetryPolicy(
     attempts=1_000_000, initial_wait=0.2, max_wait=30.0, max_elapsed=3600.0
@@ -179,7 +216,7 @@ class BackgroundEmitter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._senders: list[threading.Thread] = []
-        self._outbox: deque[list[Envelope]] = deque()
+        self._outbox: deque[_Batch] = deque()
         self._outbox_changed = threading.Condition(threading.Lock())
         self._in_flight: set[Visitor] = set()  # visitors with a payload being sent
         self._worker_done = False  # no more payloads will come to the outbox
@@ -328,12 +365,12 @@ class BackgroundEmitter:
         if leftovers:
             self._give_up(leftovers)
         with self._outbox_changed:  # senders stuck in a request will not reach these
-            stranded = [envelope for run in self._outbox for envelope in run]
+            stranded = list(self._outbox)
             self._outbox.clear()
-        if stranded:
-            self._give_up(stranded)
+        for batch in stranded:
+            self._give_up(batch.envelopes())
             with self._lock:
-                self._held -= len(stranded)
+                self._held -= len(batch)
         if self._spool is not None:
             self._spool.release()
         if not any(thread.is_alive() for thread in threads):
@@ -375,9 +412,9 @@ class BackgroundEmitter:
         """Move queued events into per-visitor buffers and send each buffer when it is
         full, when its oldest event has waited ``flush_interval``, or on a flush."""
         queue = self._queue
-        buffers: dict[_BatchKey, list[Envelope]] = {}
+        buffers: dict[_BatchKey, _Batch] = {}
         born: dict[_BatchKey, float] = {}
-        full: list[list[Envelope]] = []  # buffers that reached batch_size, in order
+        full: list[_Batch] = []  # buffers that reached batch_size or were closed, in order
         interval = self.flush_interval
         while not self._stop.is_set():
             if queue:
@@ -408,11 +445,10 @@ class BackgroundEmitter:
                 wait = max(0.0, next(iter(born.values())) + interval - now)
             if self._wake.wait(wait):
                 self._wake.clear()
-        leftovers = [envelope for batch in [*full, *buffers.values()] for envelope in batch]
-        if leftovers:
-            self._give_up(leftovers)
+        for batch in [*full, *buffers.values()]:
+            self._give_up(batch.envelopes())
             with self._lock:
-                self._held -= len(leftovers)
+                self._held -= len(batch)
         with self._outbox_changed:
             self._worker_done = True  # the senders end once the outbox is empty
             self._outbox_changed.notify_all()
@@ -421,18 +457,20 @@ class BackgroundEmitter:
 
     def _drain(
         self,
-        buffers: dict[_BatchKey, list[Envelope]],
+        buffers: dict[_BatchKey, _Batch],
         born: dict[_BatchKey, float],
-        full: list[list[Envelope]],
+        full: list[_Batch],
     ) -> None:
-        """Move what is queued into the buffers (counted as held before it is popped, so
-        :meth:`pending` never reads low)."""
+        """Encode what is queued into the buffers (counted as held before it is popped,
+        so :meth:`pending` never reads low). An event whose payload head differs from its
+        buffer's (the visitor's subject changed) closes that buffer: it goes first."""
         queue = self._queue
         count = len(queue)
         with self._lock:
             self._held += count
         now = time.monotonic()
         batch_size = self.batch_size
+        spooled = self._spool is not None
         popleft = queue.popleft
         encode = encode_event
         for taken in range(count):
@@ -442,45 +480,65 @@ class BackgroundEmitter:
                 with self._lock:
                     self._held -= count - taken
                 return
-            source = envelope.source
-            if source is not None:  # encoded now, so it waits as bytes, cheap to hold
-                # and never scanned by the garbage collector (inline, and no
-                # contextlib.suppress: this runs per event)
+            body = envelope.encoded  # set for a spooled event
+            if body is None:
+                # inline, and no contextlib.suppress: this runs per event
                 try:
-                    if envelope.encoded is None:
-                        envelope.encoded = encode(source, envelope.event_id, envelope.tags)
-                    envelope.source = envelope.wire = None
-                except Exception:  # the sender meets it again and reports it
-                    pass
+                    body = encode(
+                        envelope.source,  # type: ignore[arg-type]  # set until encoded
+                        envelope.event_id,
+                        envelope.tags,
+                    )
+                except Exception as error:  # a bug in a conversion: report this one event
+                    self._reject(envelope, error)
+                    continue
             key = (envelope.visitor, envelope.session_id)
-            buffer = buffers.get(key)
-            if buffer is None:
-                buffer = buffers[key] = []
+            head = envelope.head
+            batch = buffers.get(key)
+            if batch is None or (batch.head is not head and batch.head != head):
+                if batch is not None:
+                    full.append(batch)
+                    del born[key]
+                batch = buffers[key] = _Batch(head, envelope.visitor, envelope.session_id)
                 born[key] = now
-            buffer.append(envelope)
-            if len(buffer) >= batch_size:  # ready: the key's next event starts a new buffer
+            batch.ids.append(envelope.event_id)
+            batch.bodies.append(body)
+            if spooled:
+                batch.seqs.append(envelope.spool_seq)
+            if len(batch.ids) >= batch_size:  # ready: the key's next event starts a new one
                 full.append(buffers.pop(key))
                 del born[key]
         stock_event_ids()  # the callers' next ids, made here rather than in track()
+
+    def _reject(self, envelope: Envelope, error: Exception) -> None:
+        """Report an event that could not be encoded (and let the spool forget it)."""
+        logger.exception("an event could not be encoded")
+        with self._lock:
+            self._held -= 1
+            self._failed += 1
+        if self._spool is not None:
+            self._spool.remove([envelope])
+        failure = DeliveryError(
+            f"the event could not be encoded: {error!r}", event_ids=[envelope.event_id]
+        )
+        self._callbacks.failure([envelope], failure)
 
     def _count_retry(self, error: BaseException) -> None:
         with self._lock:
             self._retried += 1
 
-    def _hand_over(self, batch: list[Envelope]) -> None:
-        """Put a buffer's payloads in the outbox, in order, without waiting: the worker
-        goes back to encoding what is queued while the sender is busy, so events wait
-        encoded, not as objects. (The outbox holds envelopes, not built payloads: the
-        sender builds each one when it goes, with the ids adopted by then.)"""
-        runs = split_by_head(batch)
+    def _hand_over(self, batch: _Batch) -> None:
+        """Put a buffer in the outbox, in order, without waiting: the worker goes back
+        to encoding what is queued while the senders are busy, so events wait encoded,
+        not as objects. (The payload is built when it goes, with the ids adopted by
+        then.)"""
         if self._stop.is_set():  # closing: no new request, keep or report the events
-            for run in runs:
-                self._give_up(run)
-                with self._lock:
-                    self._held -= len(run)
+            self._give_up(batch.envelopes())
+            with self._lock:
+                self._held -= len(batch)
             return
         with self._outbox_changed:
-            self._outbox.extend(runs)
+            self._outbox.append(batch)
             self._outbox_changed.notify_all()
 
     def _send_loop(self) -> None:
@@ -490,74 +548,78 @@ class BackgroundEmitter:
         in the order they were handed over and the first-payload gate never waits."""
         while True:
             with self._outbox_changed:
-                while (run := self._take_run()) is None:
+                while (batch := self._take_batch()) is None:
                     if self._worker_done and not self._outbox:
                         return
                     self._outbox_changed.wait()
             try:
-                self._send(run)
+                self._send(batch)
             finally:
                 with self._outbox_changed:
-                    self._in_flight.discard(run[0].visitor)
+                    self._in_flight.discard(batch.visitor)
                     self._outbox_changed.notify_all()
             with self._idle:
                 self._idle.notify_all()
             with self._room:
                 self._room.notify_all()
 
-    def _take_run(self) -> list[Envelope] | None:
+    def _take_batch(self) -> _Batch | None:
         """The first payload in the outbox whose visitor has none in flight (called
         under ``_outbox_changed``)."""
         outbox = self._outbox
-        for index, run in enumerate(outbox):
-            visitor = run[0].visitor
-            if visitor not in self._in_flight:
+        for index, batch in enumerate(outbox):
+            if batch.visitor not in self._in_flight:
                 del outbox[index]
-                self._in_flight.add(visitor)
-                return run
+                self._in_flight.add(batch.visitor)
+                return batch
         return None
 
-    def _send(self, run: list[Envelope]) -> None:
+    def _send(self, batch: _Batch) -> None:
         if self._stop.is_set():  # closing: no new request, keep or report the events
-            self._give_up(run)
+            self._give_up(batch.envelopes())
             with self._lock:
-                self._held -= len(run)
+                self._held -= len(batch)
             return
         try:
-            response = deliver(
+            response = deliver_events(
                 self._transport,
                 self.retry,
-                run,
+                batch.head,
+                batch.visitor,
+                batch.session_id,
+                batch.ids,
+                batch.bodies,
                 stop_event=self._stop,
                 on_retry=self._count_retry,
                 max_bytes=self.max_batch_bytes,
             )
         except DeliveryError as error:
             if is_retryable(error) and (self._stop.is_set() or self._spool is not None):
-                self._give_up(run)  # cut short by close(), or kept for the next run
+                self._give_up(batch.envelopes())  # cut short by close(), or kept for later
             else:
-                self._fail(run, error)
+                self._fail(batch, error)
         except Exception:  # a bug must not kill the sender and strand the queue
             logger.exception("unexpected error while sending")
-            self._fail(run, DeliveryError("internal error while sending"))
+            self._fail(batch, DeliveryError("internal error while sending"))
         else:
             with self._lock:
-                self._sent += len(run)
+                self._sent += len(batch)
             if self._spool is not None:
-                self._spool.remove(run)
-            self._callbacks.success(run, response)
+                self._spool.acknowledge(batch.seqs)
+            if self._callbacks.on_success is not None:
+                self._callbacks.success(batch.envelopes(), response)
         finally:
             with self._lock:
-                self._held -= len(run)
+                self._held -= len(batch)
 
-    def _fail(self, run: list[Envelope], error: DeliveryError) -> None:
+    def _fail(self, batch: _Batch, error: DeliveryError) -> None:
         with self._lock:
-            self._failed += len(run)
+            self._failed += len(batch)
         if self._spool is not None:
-            self._spool.remove(run)
+            self._spool.acknowledge(batch.seqs)
         if not error.event_ids:
-            error.event_ids = tuple(envelope.event_id for envelope in run)
-        self._callbacks.failure(run, error)
+            error.event_ids = tuple(batch.ids)
+        self._callbacks.failure(batch.envelopes(), error)
 
 
 def _on_event_loop() -> bool:

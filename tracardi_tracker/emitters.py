@@ -153,26 +153,6 @@ def group(envelopes: Sequence[Envelope]) -> list[list[Envelope]]:
     return runs
 
 
-def split_by_head(envelopes: list[Envelope]) -> list[list[Envelope]]:
-    """Split envelopes of one batch key into runs of one payload head, keeping order.
-
-    The common case, one head object for the whole batch, costs a pass of identity checks.
-    """
-    head = envelopes[0].head
-    for envelope in envelopes:
-        if envelope.head is not head:
-            break
-    else:
-        return [envelopes]
-    runs: list[list[Envelope]] = [[]]
-    for envelope in envelopes:
-        if not _same_head(head, envelope.head):
-            head = envelope.head
-            runs.append([])
-        runs[-1].append(envelope)
-    return runs
-
-
 def _same_head(one: PayloadHead, other: PayloadHead) -> bool:
     return one is other or one == other
 
@@ -186,26 +166,53 @@ def deliver(
     on_retry: Callable[[BaseException], None] | None = None,
     max_bytes: int | None = None,
 ) -> TrackResponse:
-    """Send envelopes of one batch key as one payload; adopt Tracardi's ids.
+    """Send envelopes of one batch key and head as one payload: :func:`deliver_events`
+    with the envelopes' ids and encoded events."""
+    first = envelopes[0]
+    return deliver_events(
+        transport,
+        retry,
+        first.head,
+        first.visitor,
+        first.session_id,
+        [envelope.event_id for envelope in envelopes],
+        _encoded_events(envelopes),
+        stop_event=stop_event,
+        on_retry=on_retry,
+        max_bytes=max_bytes,
+    )
+
+
+def deliver_events(
+    transport: Transport,
+    retry: RetryPolicy,
+    head: PayloadHead,
+    visitor: Visitor,
+    session_id: str,
+    event_ids: Sequence[str],
+    events: Sequence[bytes],
+    *,
+    stop_event: threading.Event | None = None,
+    on_retry: Callable[[BaseException], None] | None = None,
+    max_bytes: int | None = None,
+) -> TrackResponse:
+    """Send one visitor's session's encoded events as one payload; adopt Tracardi's ids.
 
     Waits for the first payload of a new session to be answered first (the gate in
     :mod:`tracardi_tracker._visitors`). A payload over ``max_bytes`` is split in
     halves sent one after the other. Raises a :class:`DeliveryError` with the events'
     ids when Tracardi does not take the payload.
     """
-    first = envelopes[0]
-    head = first.head
-    visitor = first.visitor
-    session_id, profile_id = visitor.begin_send(first.session_id, head.profile_id)
+    sent_session, profile_id = visitor.begin_send(session_id, head.profile_id)
     headers = {"X-Forwarded-For": head.ip_address} if head.ip_address else None
     answer: tuple[str | None, str | None] | None = None
 
-    def post(chunk: Sequence[Envelope]) -> TrackResponse:
+    def post(ids: Sequence[str], chunk: Sequence[bytes]) -> TrackResponse:
         nonlocal profile_id
         body = encode_payload(
             payload_to_wire(
                 source_id=head.source_id,
-                session_id=session_id,
+                session_id=sent_session,
                 session_metadata=head.session_metadata,
                 profile_id=profile_id,
                 profile_ids=head.profile_ids,
@@ -215,15 +222,14 @@ def deliver(
                 options=head.options,
                 events=(),
             ),
-            _encoded_events(chunk),
+            chunk,
         )
         if max_bytes is not None and len(body) > max_bytes and len(chunk) > 1:
             middle = len(chunk) // 2
-            post(chunk[:middle])
-            return post(chunk[middle:])
-        event_ids = [envelope.event_id for envelope in chunk]
+            post(ids[:middle], chunk[:middle])
+            return post(ids[middle:], chunk[middle:])
         response = retry.call(
-            lambda: transport.post(head.url, body, event_ids=event_ids, headers=headers),
+            lambda: transport.post(head.url, body, event_ids=ids, headers=headers),
             stop_event=stop_event,
             on_retry=on_retry,
         )
@@ -232,19 +238,19 @@ def deliver(
         return response
 
     try:
-        response = post(envelopes)
+        response = post(event_ids, events)
         answer = (response.profile_id, response.session_id)
         return response
     except DeliveryError as error:
-        error.event_ids = tuple(envelope.event_id for envelope in envelopes)
+        error.event_ids = tuple(event_ids)
         raise
     finally:
-        visitor.end_send(first.session_id, head.profile_id, answer)
+        visitor.end_send(session_id, head.profile_id, answer)
 
 
 def _encoded_events(envelopes: Sequence[Envelope]) -> list[bytes]:
-    """The events' JSON; read straight off the envelopes when all are sealed (the
-    background worker seals each one), a property call per event otherwise."""
+    """The events' JSON; read straight off the envelopes when all are encoded (spooled
+    ones are), a property call per event otherwise."""
     encoded = [envelope.encoded for envelope in envelopes]
     if None in encoded:
         return [envelope.event_json for envelope in envelopes]
