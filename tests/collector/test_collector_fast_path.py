@@ -79,6 +79,10 @@ def test_a_time_not_written_as_stored_among_others_is_normalised(
         ("2024-06-24T24:00:00.000Z", "hour value is outside expected range of 0-23"),
         ("2024-06-24T10:00:60.001Z", "second value is outside expected range of 0-59"),
         ("2023-02-29T10:00:00.001Z", "day value is outside expected range"),
+        ("1900-02-29T10:00:00.001Z", "day value is outside expected range"),
+        ("2024-04-31T10:00:00.001Z", "day value is outside expected range"),
+        ("2024-00-10T10:00:00.001Z", "month value is outside expected range of 1-12"),
+        ("2024-06-00T10:00:00.001Z", "day value is outside expected range"),
     ],
 )
 def test_an_impossible_time_among_valid_ones_is_rejected(
@@ -106,6 +110,7 @@ def test_millisecond_times_are_stored_with_six_digits_as_the_full_check_stores_t
     engine = make_engine()
     times = [
         "2024-02-29T23:59:59.999Z",
+        "2000-02-29T00:00:00.001Z",
         "2024-06-24T10:00:00.000Z",
         "1999-12-31T12:34:56.100Z",
         "2024-06-24T10:00:00.5Z",  # not 24 characters: checked on its own
@@ -115,6 +120,7 @@ def test_millisecond_times_are_stored_with_six_digits_as_the_full_check_stores_t
 
     expected = [
         "2024-02-29T23:59:59.999000Z",
+        "2000-02-29T00:00:00.001000Z",
         "2024-06-24T10:00:00Z",
         "1999-12-31T12:34:56.100000Z",
         "2024-06-24T10:00:00.500000Z",

@@ -31,6 +31,7 @@ import json
 import operator
 import re
 import uuid
+from calendar import isleap
 from collections.abc import Callable
 from datetime import datetime
 from email.message import Message
@@ -670,9 +671,14 @@ _KNOWN_TIMES: dict[str, str] = {}
 _SHAPE = b"9999-99-99T99:99:99.999999Z"
 _SHAPES: dict[int, bytes] = {}
 """``_SHAPE`` repeated, joined by line breaks, by count."""
-_MS_SHAPE = b"9999-99-99T99:99:99.999Z"
-_MS_SHAPES: dict[int, bytes] = {}
-"""``_MS_SHAPE`` repeated, joined by line breaks, by count."""
+_DATE_TIME = (
+    r"(?!0000)[0-9]{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-9])|(?:0[13-9]|1[0-2])-30"
+    r"|(?:0[13578]|1[02])-31)T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+)
+"""A valid ``YYYY-MM-DDTHH:MM:SS`` (year 1 on), except that February 29 of any year matches."""
+_MS_TIMES = re.compile(f"{_DATE_TIME}\\.[0-9]{{3}}Z(?:\n{_DATE_TIME}\\.[0-9]{{3}}Z)*").fullmatch
+"""Times ``YYYY-MM-DDTHH:MM:SS.fffZ`` joined by line breaks (February 29 checked apart)."""
+_FEBRUARY_29 = re.compile(r"([0-9]{4})-02-29T").findall
 _DIGITS_AS_NINE = bytes(57 if 48 <= byte <= 57 else byte for byte in range(256))
 _GOOD_PREFIXES: set[str] = set()
 """``YYYY-MM-DDTHH:MM:S`` (to the tens of seconds) of valid times seen before."""
@@ -858,10 +864,15 @@ def _all_millisecond_form(times: list[str]) -> bool:
     """Whether every one of these 24-character times is a valid ``YYYY-MM-DDTHH:MM:SS.fffZ``.
 
     :func:`_take_events` stored each as :func:`_fast_time` writes it, assuming so: the
-    fraction padded to six digits, or dropped when ``.000``. Checked for all at once, as in
-    :func:`_all_stored_form`.
+    fraction padded to six digits, or dropped when ``.000``. Checked for all at once, by one
+    regular expression over them joined (with the years of any February 29 looked at apart):
+    a fifth of the cost of learning each new ``YYYY-MM-DDTHH:MM:S`` as valid, which is what
+    an export's times spread over weeks mostly bring.
     """
-    return _in_shape(times, _MS_SHAPE, _MS_SHAPES) is not None and _good_prefixes(times)
+    joined = "\n".join(times)
+    if _MS_TIMES(joined) is None:
+        return False
+    return "-02-29" not in joined or all(map(isleap, map(int, _FEBRUARY_29(joined))))
 
 
 def _in_shape(times: list[str], unit: bytes, shapes: dict[int, bytes]) -> bytes | None:
@@ -879,34 +890,6 @@ def _in_shape(times: list[str], unit: bytes, shapes: dict[int, bytes]) -> bytes 
         if count <= 1024:
             shapes[count] = shape
     return data if data.translate(_DIGITS_AS_NINE) == shape else None
-
-
-def _good_prefixes(times: list[str]) -> bool:
-    """Whether the part of each time up to the tens of seconds (``YYYY-MM-DDTHH:MM:S``) is
-    valid, for times already known to have the shape of a stored time; learns prefixes."""
-    prefixes = _GOOD_PREFIXES
-    if prefixes.issuperset(map(_PREFIX, times)):
-        return True
-    dates = _GOOD_DATES
-    for text in times:
-        prefix = text[:18]
-        if prefix not in prefixes:
-            # Digits in place (checked): a known date and hours, minutes and tens of seconds
-            # in range make a valid time; anything else is left to the full check.
-            if (
-                not (
-                    prefix[:10] in dates
-                    and prefix[11:13] <= "23"
-                    and prefix[14:16] <= "59"
-                    and prefix[17] <= "5"
-                )
-                and _known_time(text) is None
-            ):
-                return False
-            if len(prefixes) > 4096:
-                prefixes.clear()
-            prefixes.add(prefix)
-    return True
 
 
 def _all_stored_form(times: list[str]) -> bool:
