@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 from collector_helpers import SESSION, SOURCE
 
 from tracardi_tracker.collector._engine import Engine
+from tracardi_tracker.collector._validation import _Checker, _fast_payload
+from tracardi_tracker.collector._versions import get_version
 
 
 def post(engine: Engine, *times: Any) -> tuple[int, Any]:
@@ -76,6 +79,10 @@ def test_a_time_not_written_as_stored_among_others_is_normalised(
         ("2024-06-24T24:00:00.000Z", "hour value is outside expected range of 0-23"),
         ("2024-06-24T10:00:60.001Z", "second value is outside expected range of 0-59"),
         ("2023-02-29T10:00:00.001Z", "day value is outside expected range"),
+        ("1900-02-29T10:00:00.001Z", "day value is outside expected range"),
+        ("2024-04-31T10:00:00.001Z", "day value is outside expected range"),
+        ("2024-00-10T10:00:00.001Z", "month value is outside expected range of 1-12"),
+        ("2024-06-00T10:00:00.001Z", "day value is outside expected range"),
     ],
 )
 def test_an_impossible_time_among_valid_ones_is_rejected(
@@ -103,6 +110,7 @@ def test_millisecond_times_are_stored_with_six_digits_as_the_full_check_stores_t
     engine = make_engine()
     times = [
         "2024-02-29T23:59:59.999Z",
+        "2000-02-29T00:00:00.001Z",
         "2024-06-24T10:00:00.000Z",
         "1999-12-31T12:34:56.100Z",
         "2024-06-24T10:00:00.5Z",  # not 24 characters: checked on its own
@@ -112,6 +120,7 @@ def test_millisecond_times_are_stored_with_six_digits_as_the_full_check_stores_t
 
     expected = [
         "2024-02-29T23:59:59.999000Z",
+        "2000-02-29T00:00:00.001000Z",
         "2024-06-24T10:00:00Z",
         "1999-12-31T12:34:56.100000Z",
         "2024-06-24T10:00:00.500000Z",
@@ -155,3 +164,65 @@ def test_events_sharing_a_millisecond_time_are_stored_alike_and_a_shared_bad_one
         422,
         {("body", "events", 0), ("body", "events", 1), ("body", "events", 2)},
     )
+
+
+_NOW = datetime(2024, 6, 24, 10, 0, 0, 123456, tzinfo=timezone.utc)
+_EVENT = {"id": "e-1", "type": "Page View", "time": {"create": "2024-06-24T10:00:00.001Z"}}
+_META = {"create": "2024-06-24T09:00:00.001Z", "insert": "2024-06-24 09:00:00Z"}
+
+
+@pytest.mark.parametrize("tracardi_version", ["0.8", "0.9", "1.0"])
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {"source": {"id": SOURCE}},
+        {"source": {"id": SOURCE}, "session": {"id": SESSION, "metadata": _META}},
+        {"source": {"id": SOURCE}, "session": {"id": SESSION, "metadata": {"update": None}}},
+        {"source": {"id": SOURCE}, "session": None, "profile": None, "context": None},
+        {
+            "source": {"id": SOURCE},
+            "profile": {"id": "p-1", "metadata": {}, "ids": ["p-2", "p-3"]},
+            "context": {"page": {"url": "https://shop.example/"}},
+            "properties": None,
+            "request": None,
+            "options": {"saveSession": False, "debugger": True},
+        },
+    ],
+)
+def test_a_common_payload_taken_quickly_is_what_the_full_check_makes_of_it(
+    tracardi_version: str, envelope: dict[str, Any]
+) -> None:
+    version = get_version(tracardi_version)
+    body = {**envelope, "events": [_EVENT, {**_EVENT, "id": "e-2"}]}
+    checker = _Checker(version, _NOW, by_orjson=True)
+
+    fast = _fast_payload(json.loads(json.dumps(body)), version, checker.now_text, True)
+    full = checker.custom_init((), checker.tracker_payload, json.loads(json.dumps(body)))
+
+    assert fast is not None
+    assert full == fast
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {"source": {"id": SOURCE}, "profile_less": True},  # a key the full check reads
+        {"source": {"id": SOURCE, "type": "rest"}},
+        {"source": {"id": 7}},
+        {"source": {"id": SOURCE}, "session": {"id": SESSION, "metadata": {"create": 1}}},
+        {"source": {"id": SOURCE}, "session": {"id": SESSION, "metadata": {"at": "x"}}},
+        {"source": {"id": SOURCE}, "profile": {"id": "p-1", "ids": ["p-2", 3]}},
+        {"source": {"id": SOURCE}, "profile": {"id": "p-1", "primary_id": "p-0"}},
+        {"source": {"id": SOURCE}, "options": None},
+        {"source": {"id": SOURCE}, "options": {"scheduledFlowId": "f", "scheduledNodeId": "n"}},
+        {"source": {"id": SOURCE}, "context": []},
+        {"source": {"id": SOURCE}, "events": [{"type": " "}]},
+    ],
+)
+def test_a_payload_out_of_the_common_case_is_left_to_the_full_check(
+    envelope: dict[str, Any],
+) -> None:
+    version = get_version("1.0")
+    body = {"events": [_EVENT], **envelope}
+
+    assert _fast_payload(body, version, "2024-06-24T10:00:00.123456Z", True) is None

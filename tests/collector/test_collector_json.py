@@ -215,3 +215,30 @@ def test_stored_events_are_read_back_unchanged_whichever_encoder_wrote_them() ->
     texts = [_wire.encode_events([payload], by_orjson=fast)[0] for fast in (True, False)]
 
     assert [json.loads(text) for text in texts] == [payload, payload]
+
+
+@pytest.mark.parametrize(
+    "profile_id",
+    ["p-1", "ünïcode", 'quo"te', "back\\slash", "tab\there", "del\x7f", "line\u2028sep", ""],
+)
+def test_an_accepted_request_is_answered_as_the_standard_library_writes_the_answer(
+    make_engine: Callable[..., Engine], profile_id: str
+) -> None:
+    engine = make_engine(tracardi_version="0.9")
+    body = {"source": {"id": SOURCE}, "profile": {"id": profile_id}, "events": [{"type": "x"}]}
+
+    reply = engine.handle("POST", "/track", "", {}, json.dumps(body).encode())
+
+    answer = json.loads(reply.body)
+    assert reply.body == _engine.dumps(answer)
+    assert answer["profile"]["id"] == (profile_id or answer["profile"]["id"])
+
+
+def test_task_ids_are_random_version_4_uuids() -> None:
+    made = [_engine._uuid4() for _ in range(2000)]
+
+    parsed = [uuid.UUID(text) for text in made]
+    assert {(item.version, item.variant) for item in parsed} == {(4, uuid.RFC_4122)}
+    assert [str(item) for item in parsed] == made
+    assert len(set(made)) == 2000
+    assert {text[19] for text in made} == set("89ab")

@@ -9,11 +9,13 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
 from tracardi_tracker.collector._config import CollectorConfig
 from tracardi_tracker.collector._engine import Engine
 from tracardi_tracker.collector._faults import FaultController
+from tracardi_tracker.collector._state import ProfileRecord, SessionRecord
 from tracardi_tracker.collector._store import EventBatch, Store
 
 
@@ -316,3 +318,87 @@ def test_a_staged_request_is_not_answered_before_its_commit(tmp_path: Path) -> N
             engine.finish_track(pending)
     finally:
         store.close()
+
+
+def test_a_changed_record_is_read_back_as_last_written_in_its_first_place(store: Store) -> None:
+    first = ProfileRecord(id="p-1", created_at="2024-06-24T10:00:00Z")
+    second = ProfileRecord(id="p-2", created_at="2024-06-24T10:00:01Z")
+    store.write_track(
+        None, (first, second), (SessionRecord(id="s-1", profile_id=None, created_at="t"),)
+    )
+
+    store.write_track(
+        None,
+        (attrs.evolve(first, ids=("a-1",)),),
+        (SessionRecord(id="s-1", profile_id="p-1", created_at="t"),),
+    )
+
+    assert store.load_profiles() == [attrs.evolve(first, ids=("a-1",)), second]
+    assert store.load_sessions() == [SessionRecord(id="s-1", profile_id="p-1", created_at="t")]
+
+
+_KEYED_SCHEMA = """
+CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL, type TEXT NOT NULL,
+    profile_id TEXT, session_id TEXT, source_id TEXT NOT NULL, task TEXT NOT NULL,
+    received_at TEXT NOT NULL, payload TEXT NOT NULL);
+CREATE TABLE bad (seq INTEGER PRIMARY KEY, received_at TEXT NOT NULL, method TEXT NOT NULL,
+    path TEXT NOT NULL, status INTEGER NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,
+    body TEXT NOT NULL, user_agent TEXT);
+CREATE TABLE profiles (id TEXT PRIMARY KEY, ids TEXT NOT NULL, metadata TEXT,
+    created_at TEXT NOT NULL);
+CREATE TABLE sessions (id TEXT PRIMARY KEY, profile_id TEXT, metadata TEXT,
+    created_at TEXT NOT NULL);
+INSERT INTO profiles VALUES ('p-2', '[]', NULL, '2024-01-01T00:00:02Z');
+INSERT INTO profiles VALUES ('p-1', '["a-1"]', '{"insert":"2023-01-01T00:00:00Z"}',
+    '2024-01-01T00:00:01Z');
+INSERT INTO sessions VALUES ('s-1', 'p-1', NULL, '2024-01-01T00:00:03Z');
+"""
+"""A database of the collector before profiles and sessions became logs (user_version 0)."""
+
+
+def test_a_database_with_profiles_and_sessions_keyed_by_id_is_migrated_and_kept(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "keyed.db"
+    with contextlib.closing(sqlite3.connect(path)) as old:
+        old.executescript(_KEYED_SCHEMA)
+
+    store = Store(path)
+    before = (store.load_profiles(), store.load_sessions())
+    store.write_track(None, (attrs.evolve(before[0][0], ids=("b-1",)),))
+    after = store.load_profiles()
+    store.close()
+
+    assert before == (
+        [
+            ProfileRecord(id="p-2", created_at="2024-01-01T00:00:02Z"),
+            ProfileRecord(
+                id="p-1",
+                ids=("a-1",),
+                metadata={"insert": "2023-01-01T00:00:00Z"},
+                created_at="2024-01-01T00:00:01Z",
+            ),
+        ],
+        [SessionRecord(id="s-1", profile_id="p-1", created_at="2024-01-01T00:00:03Z")],
+    )
+    assert [(p.id, p.ids) for p in after] == [("p-2", ("b-1",)), ("p-1", ("a-1",))]
+    with contextlib.closing(sqlite3.connect(path)) as check:
+        version = check.execute("PRAGMA user_version").fetchone()[0]
+        keyed = check.execute(
+            "SELECT name FROM sqlite_master WHERE sql LIKE '%PRIMARY KEY%' ORDER BY name"
+        ).fetchall()
+    assert (version, keyed) == (1, [("bad",), ("events",)])
+
+
+def test_a_read_only_store_reads_an_unmigrated_database_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "keyed.db"
+    with contextlib.closing(sqlite3.connect(path)) as old:
+        old.executescript(_KEYED_SCHEMA)
+
+    reader = Store(path, readonly=True)
+    profiles = [p.id for p in reader.load_profiles()]
+    reader.close()
+
+    with contextlib.closing(sqlite3.connect(path)) as check:
+        version = check.execute("PRAGMA user_version").fetchone()[0]
+    assert (profiles, version) == (["p-2", "p-1"], 0)

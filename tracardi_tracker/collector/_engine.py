@@ -8,9 +8,9 @@ whole contract can be exercised here without a network.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -76,6 +76,34 @@ def _now() -> datetime:
 
 def _json_reply(value: object, status: int = 200) -> Reply:
     return Reply(status, dumps(value))
+
+
+_ANSWER = (
+    '{{"task":"{task}","ux":[],"response":{{}},"events":[],"profile":{{"id":{profile}}},'
+    '"session":{{"id":{session}}},"errors":[],"warnings":[]}}'
+)
+"""The answer to an accepted ``/track`` request (``events`` listed only when debugging)."""
+
+
+def _json_string(text: str | None) -> str:
+    """``text`` as :func:`dumps` writes it (``null`` for ``None``)."""
+    if text is None:
+        return "null"
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return dumps(text).decode("utf-8")
+
+
+def _uuid4() -> str:
+    """``str(uuid.uuid4())``, made with less work: 122 random bits, version 4, variant 1."""
+    digits = os.urandom(16).hex()
+    return (
+        f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-"
+        f"{_VARIANT[int(digits[16], 16) & 3]}{digits[17:20]}-{digits[20:]}"
+    )
+
+
+_VARIANT = "89ab"
 
 
 def _is_on(options: Mapping[str, Any], key: str, default: bool) -> bool:
@@ -234,6 +262,7 @@ class Engine:
         """``POST /track``; the transaction holding the rows written goes into ``staged``
         (they are committed before the answer goes out: see :meth:`stage_track`)."""
         version = self.version
+        received_at = format_datetime(received)
         payload, profile_less = read_track_payload(
             body=body,
             content_type=headers.get("content-type"),
@@ -241,6 +270,7 @@ class Engine:
             version=version,
             now=received,
             fast=fast,
+            now_text=received_at,
         )
         if payload.request_is_null:
             raise Rejection(500, "'NoneType' object does not support item assignment")
@@ -256,13 +286,12 @@ class Engine:
 
         options = payload.options
         save_events = _is_on(options, "saveEvents", True)
-        received_at = format_datetime(received)
         session_id = (payload.session_id or "").strip() or None
         profile_id = (payload.profile_id or "").strip() or None
         events = payload.events
         encoded = encode_events(events.payloads, payload.by_orjson) if save_events else []
         failure = events.failure
-        task = str(uuid.uuid4())
+        task = _uuid4()
         with self._lock:
             if self.state.is_new_session(session_id):
                 agent = _browser_agent(payload.context, headers.get("user-agent"))
@@ -298,17 +327,24 @@ class Engine:
             staged.append(self.store.stage(batch, resolution.profiles, resolution.sessions))
             self.state.apply(resolution)
         debug = self.config.track_debug and _is_on(options, "debugger", False)
-        answer = {
-            "task": task,
-            "ux": [],
-            "response": {},
-            "events": list(batch.ids) if debug and batch is not None else [],
-            "profile": {"id": resolution.profile_id},
-            "session": {"id": resolution.session_id},
-            "errors": [],
-            "warnings": [],
-        }
-        return Reply(200, dumps(answer))
+        if debug and batch is not None:
+            answer = {
+                "task": task,
+                "ux": [],
+                "response": {},
+                "events": list(batch.ids),
+                "profile": {"id": resolution.profile_id},
+                "session": {"id": resolution.session_id},
+                "errors": [],
+                "warnings": [],
+            }
+            return Reply(200, dumps(answer))
+        answer_text = _ANSWER.format(
+            task=task,
+            profile=_json_string(resolution.profile_id),
+            session=_json_string(resolution.session_id),
+        )
+        return Reply(200, answer_text.encode("utf-8"))
 
     def _check_source(self, source_id: str, payload: TrackPayload) -> None:
         config = self.config

@@ -52,7 +52,17 @@ class EventBatch(NamedTuple):
     received_at: str
 
 
-_SCHEMA = """
+_RECORD_COLUMNS = {
+    "profiles": "id TEXT NOT NULL, ids TEXT NOT NULL, metadata TEXT, created_at TEXT NOT NULL",
+    "sessions": "id TEXT NOT NULL, profile_id TEXT, metadata TEXT, created_at TEXT NOT NULL",
+}
+"""``profiles`` and ``sessions`` are logs: a record is appended each time it is made or
+changed, and the last row of an id is the record (its first row gives its place). Keyed by
+id, each new session (random ids) went into a page of its own in the key's index, and every
+commit writes each page it touched to the WAL: with an importer's requests, which bring a
+new session each, that was a sixth of the collector's work per event."""
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
     event_id TEXT NOT NULL,
@@ -75,18 +85,17 @@ CREATE TABLE IF NOT EXISTS bad (
     body TEXT NOT NULL,
     user_agent TEXT
 );
-CREATE TABLE IF NOT EXISTS profiles (
-    id TEXT PRIMARY KEY,
-    ids TEXT NOT NULL,
-    metadata TEXT,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    profile_id TEXT,
-    metadata TEXT,
-    created_at TEXT NOT NULL
-);
+CREATE TABLE IF NOT EXISTS profiles ({_RECORD_COLUMNS["profiles"]});
+CREATE TABLE IF NOT EXISTS sessions ({_RECORD_COLUMNS["sessions"]});
+"""
+_SCHEMA_VERSION = 1
+"""``PRAGMA user_version`` of :data:`_SCHEMA`. Version 0 kept ``profiles`` and ``sessions``
+keyed by id (one row each, updated in place); a writable store migrates such a database."""
+_UNKEY = """
+ALTER TABLE {table} RENAME TO {table}_keyed;
+CREATE TABLE {table} ({columns});
+INSERT INTO {table} SELECT * FROM {table}_keyed ORDER BY rowid;
+DROP TABLE {table}_keyed;
 """
 
 logger = logging.getLogger("tracardi_tracker.collector")
@@ -368,10 +377,42 @@ class Store:
             self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
         if not in_memory:
             # Copy the WAL into the database from another thread, off the request path.
             self._db.execute("PRAGMA wal_autocheckpoint = 0")
             self._checkpointer = _Checkpointer(os.path.abspath(self.path))
+
+    def _migrate(self) -> None:
+        """Bring a database made by an earlier schema to :data:`_SCHEMA_VERSION`, in one
+        transaction: ``profiles`` and ``sessions`` keyed by id become logs (see
+        :data:`_RECORD_COLUMNS`), their rows kept in order."""
+        db = self._db
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version >= _SCHEMA_VERSION:
+            return
+        keyed = [
+            name
+            for (name,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND name IN ('profiles', 'sessions') AND sql LIKE '%PRIMARY KEY%'"
+            )
+        ]
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for table in keyed:
+                for statement in _UNKEY.format(table=table, columns=_RECORD_COLUMNS[table]).split(
+                    ";"
+                ):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        if keyed:
+            logger.info("migrated %s to the current schema", " and ".join(keyed))
 
     def _write_events(self, batch: EventBatch) -> None:
         """Insert a batch's new events and overwrite the ones stored before (same id).
@@ -488,17 +529,9 @@ class Store:
                 if events is not None and events.ids:
                     self._write_events(events)
                 if profile_rows:
-                    db.executemany(
-                        "INSERT INTO profiles VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
-                        " SET ids = excluded.ids, metadata = excluded.metadata",
-                        profile_rows,
-                    )
+                    db.executemany("INSERT INTO profiles VALUES (?, ?, ?, ?)", profile_rows)
                 if session_rows:
-                    db.executemany(
-                        "INSERT INTO sessions VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
-                        " SET profile_id = excluded.profile_id, metadata = excluded.metadata",
-                        session_rows,
-                    )
+                    db.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?)", session_rows)
             except BaseException as error:
                 self._abandon(error)
                 raise
@@ -707,12 +740,7 @@ class Store:
         return int(count)
 
     def load_profiles(self) -> list[ProfileRecord]:
-        """Every stored profile, in creation order."""
-        with self._lock:
-            self._flush()
-            rows = self._db.execute(
-                "SELECT id, ids, metadata, created_at FROM profiles ORDER BY rowid"
-            ).fetchall()
+        """Every stored profile as last written, in creation order."""
         return [
             ProfileRecord(
                 id=row[0],
@@ -720,16 +748,11 @@ class Store:
                 metadata=json.loads(row[2]) if row[2] else None,
                 created_at=row[3],
             )
-            for row in rows
+            for row in self._records("SELECT id, ids, metadata, created_at FROM profiles")
         ]
 
     def load_sessions(self) -> list[SessionRecord]:
-        """Every stored session, in creation order."""
-        with self._lock:
-            self._flush()
-            rows = self._db.execute(
-                "SELECT id, profile_id, metadata, created_at FROM sessions ORDER BY rowid"
-            ).fetchall()
+        """Every stored session as last written, in creation order."""
         return [
             SessionRecord(
                 id=row[0],
@@ -737,8 +760,16 @@ class Store:
                 metadata=json.loads(row[2]) if row[2] else None,
                 created_at=row[3],
             )
-            for row in rows
+            for row in self._records("SELECT id, profile_id, metadata, created_at FROM sessions")
         ]
+
+    def _records(self, select: str) -> Iterable[Sequence[Any]]:
+        """The last row of each id (the first column) of a log of records, in the order
+        their ids first appear (see :data:`_RECORD_COLUMNS`)."""
+        with self._lock:
+            self._flush()
+            rows = self._db.execute(f"{select} ORDER BY rowid").fetchall()
+        return {row[0]: row for row in rows}.values()
 
     def _index_for(self, *, type: str | None, profile: str | None) -> None:
         """Make the indexes a query filtering on these needs, if not done yet (lock held)."""
