@@ -84,7 +84,7 @@ def _check_context(instance: object, attribute: attrs.Attribute[Any], value: obj
 
 
 def _tags(value: Iterable[str] | None) -> tuple[str, ...]:
-    if value is None:
+    if value is None or value == ():
         return ()
     if isinstance(value, str):
         raise InvalidEventError("tags", "must be a list of strings, not a string")
@@ -97,10 +97,14 @@ def _tags(value: Iterable[str] | None) -> tuple[str, ...]:
 
 def _copy_mapping(value: Any) -> Any:
     """A shallow copy of a mapping, so later changes by the caller do not reach the event."""
-    return dict(value) if isinstance(value, Mapping) else value
+    if value is None:  # the common cases first, without the abstract-class check's cost
+        return None
+    return dict(value) if type(value) is dict or isinstance(value, Mapping) else value
 
 
 def _copy_context(value: Any) -> Any:
+    if value is None:
+        return None
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, list):
@@ -109,7 +113,7 @@ def _copy_context(value: Any) -> Any:
 
 
 def _check_mapping(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and not isinstance(value, Mapping):
+    if value is not None and type(value) is not dict and not isinstance(value, Mapping):
         raise InvalidEventError(attribute.name, f"must be a dict, got {type(value).__name__}")
 
 
@@ -140,29 +144,45 @@ class BaseEvent:
       Give one (at most 64 characters) to make re-sends idempotent.
     """
 
-    event_subject: Subject | None = attrs.field(
-        default=None, kw_only=True, validator=_check_subject
-    )
+    # checked together in __attrs_post_init__, not by a validator each: making an event
+    # is on the caller's path, and these are mostly None
+    event_subject: Subject | None = attrs.field(default=None, kw_only=True)
     context: Mapping[str, Any] | Sequence[SelfDescribingJson] | None = attrs.field(
-        default=None, kw_only=True, converter=_copy_context, validator=_check_context
+        default=None, kw_only=True, converter=_copy_context
     )
-    time: Time | None = attrs.field(default=None, kw_only=True, validator=_check_time)
-    true_timestamp: float | None = attrs.field(
-        default=None, kw_only=True, validator=_check_true_timestamp
-    )
+    time: Time | None = attrs.field(default=None, kw_only=True)
+    true_timestamp: float | None = attrs.field(default=None, kw_only=True)
     tags: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=_tags)
     options: Mapping[str, Any] | None = attrs.field(
-        default=None, kw_only=True, converter=_copy_mapping, validator=_check_mapping
+        default=None, kw_only=True, converter=_copy_mapping
     )
-    event_id: str | None = attrs.field(default=None, kw_only=True, validator=_check_event_id)
+    event_id: str | None = attrs.field(default=None, kw_only=True)
     made_us: int = attrs.field(factory=now_us, init=False, eq=False, repr=False)
     """When the event object was made, in microseconds since the Unix epoch: its default
     collection time (``time.insert``). :attr:`made_at` gives it as a datetime."""
+
+    def __attrs_post_init__(self) -> None:
+        fields = _BASE_FIELDS
+        if self.event_subject is not None:
+            _check_subject(self, fields.event_subject, self.event_subject)
+        if self.context is not None:
+            _check_context(self, fields.context, self.context)
+        if self.time is not None:
+            _check_time(self, fields.time, self.time)
+        if self.true_timestamp is not None:
+            _check_true_timestamp(self, fields.true_timestamp, self.true_timestamp)
+        if self.options is not None:
+            _check_mapping(self, fields.options, self.options)
+        if self.event_id is not None:
+            _check_event_id(self, fields.event_id, self.event_id)
 
     @property
     def made_at(self) -> datetime:
         """When the event object was made, as an aware UTC datetime."""
         return from_epoch_us(self.made_us)
+
+
+_BASE_FIELDS = attrs.fields(BaseEvent)
 
 
 @attrs.frozen
