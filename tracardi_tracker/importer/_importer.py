@@ -16,6 +16,7 @@ from .._retry import RetryPolicy
 from .._transport import Transport
 from ..models import Options
 from ..tracker import _endpoint_url
+from . import _json
 from ._checkpoint import Checkpoint, input_start, position
 from ._errors import ImportAbortedError, ImportConfigError
 from ._mapping import FieldError, FieldMapping, Mapper
@@ -407,6 +408,7 @@ class _Run:
         open_batches = self.open
         batch_size = self.batch_size
         max_open = self.max_open_rows
+        encode = _json.encode
         base = input_start(index)
         rows_before = self.rows
         last_line = 0
@@ -470,14 +472,17 @@ class _Run:
                 continue
             batch = open_batches.get(key)
             if batch is not None and (
-                batch.session_id != session_id or len(batch.events) >= batch_size
+                batch.session_id != session_id or len(batch.ends) >= batch_size
             ):
                 self._flush(key)
                 batch = None
             if batch is None:
                 batch = Batch(key, row.profile_id, session_id, session_meta, row.create, row.insert)
                 open_batches[key] = batch
-            batch.events.append(row.event)
+            body = batch.body  # Batch.add, inline: the event encoded while it is fresh
+            body += encode(row.event)
+            batch.ends.append(len(body))
+            body += b","
             batch.positions.append(where)
             batch.raws.append(raw)
             if row.profile_ids:

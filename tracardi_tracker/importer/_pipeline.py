@@ -193,10 +193,10 @@ class Pipeline(Delivery):
         stats = self._stats
         while lane.waiting and not self.stop.is_set():
             batch = lane.waiting.popleft()
-            events = batch.events
-            body, sent_profile = self.payload(batch, events, self._sessions)
+            count = len(batch)
+            body, sent_profile = self.payload(batch, 0, count, self._sessions)
             if self.rate is not None:
-                delay = self.rate.reserve(len(events))
+                delay = self.rate.reserve(count)
                 if delay > 0:
                     self._pause(delay)
                     if self.stop.is_set():
@@ -209,7 +209,7 @@ class Pipeline(Delivery):
             except TransportError as error:
                 lane.flight = None
                 self._flying -= 1
-                error.event_ids = tuple(event["id"] for event in events)
+                error.event_ids = tuple(batch.event_ids())
                 self._careful(lane, batch, body, sent_profile, error)
                 continue
             return
@@ -259,7 +259,7 @@ class Pipeline(Delivery):
         try:
             answer = lane.connection.receive()
         except TransportError as error:
-            error.event_ids = tuple(event["id"] for event in batch.events)
+            error.event_ids = tuple(batch.event_ids())
             self._careful(lane, batch, body, sent_profile, error)
             return
         if answer.status in _SUCCESS:
@@ -267,13 +267,13 @@ class Pipeline(Delivery):
                 logger.warning("Tracardi accepted the payload with errors (226)")
             profile_id, session_id = _answer_ids(answer.content)
             self._acked.extend(batch.positions)
-            self._stats.sent += len(batch.events)
+            self._stats.sent += len(batch)
             self.acknowledged(
                 self._stats, self._sessions, batch, sent_profile, profile_id, session_id
             )
             return
         try:
-            answer.interpret([event["id"] for event in batch.events])
+            answer.interpret(batch.event_ids())
         except DeliveryError as error:
             self._careful(lane, batch, body, sent_profile, error)
         else:  # pragma: no cover - interpret raises for every status not in _SUCCESS
