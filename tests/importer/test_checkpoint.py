@@ -9,6 +9,7 @@ import pytest
 
 from tracardi_tracker.importer import CheckpointMismatchError
 from tracardi_tracker.importer._checkpoint import (
+    _TRIM_AT,
     Checkpoint,
     decode_positions,
     encode_positions,
@@ -33,10 +34,12 @@ def test_out_of_order_acknowledgements_leave_an_exact_low_water_mark_and_done_se
 ) -> None:
     path = tmp_path / "import.checkpoint"
     state = Checkpoint(path, IDENTITY, restart=False)
-    for where in range(1, 11):
-        state.track(where)
-    state.resolve([1, 2, 3, 5, 8])
-    state.resolve([9])
+    batches = {1: [1, 2, 3], 4: [4, 6, 7], 5: [5, 8], 9: [9, 10]}  # by first row, in order
+    for first in batches:
+        state.hold(first)
+    for first in (1, 5, 9):  # the batch of row 4 is still on its way
+        state.resolve(batches[first])
+        state.release(first)
 
     mark = state.snapshot(head=11)
     state.close()
@@ -44,30 +47,46 @@ def test_out_of_order_acknowledgements_leave_an_exact_low_water_mark_and_done_se
     assert mark == 4
     again = Checkpoint(path, IDENTITY, restart=False)
     done = [where for where in range(1, 12) if again.is_done(where)]
-    assert done == [1, 2, 3, 5, 8, 9]
+    assert done == [1, 2, 3, 5, 8, 9, 10]
     assert again.resumed
     again.close()
 
 
-def test_memory_holds_only_rows_on_their_way_and_done_rows_above_them() -> None:
+def test_a_batch_done_in_parts_holds_the_mark_until_it_is_released() -> None:
     state = Checkpoint(None, IDENTITY, restart=False)
-    for where in range(1, 100_001):
-        state.track(where)
+    state.hold(1)  # rows 1, 2, 3: split by the sender, acknowledged in two parts
+    state.resolve([1, 2])
 
-    state.resolve(list(range(1, 90_001)))  # acknowledged in order: nothing left to hold
-    state.resolve(list(range(95_001, 96_001)))  # ahead of rows still on their way
+    assert state.snapshot(head=4) == 1
 
-    assert len(state._pending) == 10_000
-    assert len(state._resolved) == 1_000
-    assert state.snapshot(head=100_001) == 90_001
+    state.resolve([3])
+    state.release(1)
+
+    assert state.snapshot(head=4) == 4
+    state.close()
+
+
+def test_memory_holds_only_batches_on_their_way_and_a_bounded_done_set(tmp_path: Path) -> None:
+    state = Checkpoint(tmp_path / "c", IDENTITY, restart=False)
+    firsts = range(1, 300_001, 100)  # 3,000 batches of 100 rows
+    for first in firsts:
+        state.hold(first)
+
+    for first in firsts[:2_900]:  # acknowledged in order
+        state.resolve(list(range(first, first + 100)))
+        state.release(first)
+    state.resolve(list(range(295_001, 295_101)))  # ahead of batches still on their way
+
+    assert len(state._holds) == 100
+    assert len(state._resolved) <= _TRIM_AT
+    assert state.snapshot(head=300_001) == 290_001
     state.close()
 
 
 def test_acknowledgements_survive_a_crash_before_any_snapshot(tmp_path: Path) -> None:
     path = tmp_path / "import.checkpoint"
     state = Checkpoint(path, IDENTITY, restart=False)
-    for where in (4, 5, 6):
-        state.track(where)
+    state.hold(4)  # rows 4, 5, 6
     state.resolve([6, 4])
     # no snapshot, no close: what a SIGKILL leaves behind
 

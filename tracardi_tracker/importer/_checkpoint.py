@@ -9,6 +9,11 @@ out of order, so the checkpoint holds
   business: a blank line, another shard's row);
 - the **done set** above it: positions ``>= L`` that are done already.
 
+Rows travel in batches (one payload each), made in the order of their first rows, so the
+first row not yet done is the first row of the oldest batch still on its way: the import
+*holds* each batch's first position until the whole batch is done (:meth:`Checkpoint.hold`,
+:meth:`Checkpoint.release`), which is per payload, not per row.
+
 Storage is one SQLite file (WAL mode): a *journal* row is appended and committed the moment
 a payload is acknowledged (before the sender takes its next payload), so killing the process
 loses at most the acknowledgements still on the wire; every second or so the journal is
@@ -24,7 +29,6 @@ resuming with a different import is refused (:class:`CheckpointMismatchError`).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 import os
@@ -32,7 +36,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,7 @@ __all__ = ["FORMAT_VERSION", "Checkpoint", "decode_positions", "encode_positions
 
 FORMAT_VERSION = 1
 _INPUT_SHIFT = 40
+_TRIM_AT = 65_536  # done rows kept in memory before those below the first hold are dropped
 
 
 def position(input_index: int, line: int) -> int:
@@ -127,11 +132,9 @@ class Checkpoint:
             raise ImportConfigError(
                 f"checkpoint {self.path} is not readable ({error}); remove it or use --restart"
             ) from None
-        self._pending: collections.deque[int] = collections.deque()
-        self.track: Callable[[int], None] = self._pending.append
-        """Note that the row at a position is on its way (batched, not yet acknowledged);
-        called with increasing positions, so the rows on their way stay sorted."""
-        self._resolved: set[int] = set()  # done, but above the first row on its way
+        self._holds: dict[int, None] = {}  # first rows of the batches on their way, in order
+        self._resolved: set[int] = set()  # done (those below the first hold are dropped)
+        self._trim_at = _TRIM_AT
         self._replaced = self._count_profiles()
         self._last_snapshot = time.monotonic()
 
@@ -197,24 +200,39 @@ class Checkpoint:
         """Whether the row at ``where`` was done by an earlier run."""
         return where < self.low_water or where in self._done
 
+    def hold(self, first: int) -> None:
+        """Note that a batch whose first row is at ``first`` is on its way: no row from
+        there on counts as done by the mark until :meth:`release`. Called with increasing
+        positions (batches are made in the order of their first rows)."""
+        self._holds[first] = None
+
+    def release(self, first: int) -> None:
+        """The batch held at ``first`` is done: every row of it acknowledged or rejected
+        (any thread)."""
+        with self._lock:
+            self._holds.pop(first, None)
+
     def resolve(self, positions: list[int]) -> None:
         """Record rows as done: journaled at once (any thread).
 
-        In memory only the done rows above the first row still on its way are kept (the
+        In memory only the done rows above the first batch on its way are kept (the
         others are below the next mark), so memory follows the rows open, not the pace.
+        A checkpoint without a file keeps none: nothing resumes from it.
         """
-        if not positions:
+        if not positions or not self.persistent:
             return
         with self._lock:
-            if self.persistent:
-                self._db.execute(
-                    "INSERT INTO journal (positions) VALUES (?)", (encode_positions(positions),)
-                )
+            self._db.execute(  # plain numbers, unsorted: ranges are for the snapshot
+                "INSERT INTO journal (positions) VALUES (?)", (",".join(map(str, positions)),)
+            )
             resolved = self._resolved
             resolved.update(positions)
-            pending = self._pending
-            while pending and pending[0] in resolved:
-                resolved.discard(pending.popleft())
+            if len(resolved) > self._trim_at:
+                holds = self._holds
+                if holds:  # (with none, rows above the next head may be here: kept)
+                    first = next(iter(holds))
+                    self._resolved = resolved = {value for value in resolved if value >= first}
+                self._trim_at = max(_TRIM_AT, 2 * len(resolved))
 
     def due(self, interval: float = 1.0) -> bool:
         """Whether a snapshot is due (``interval`` seconds since the last)."""
@@ -228,10 +246,8 @@ class Checkpoint:
         """
         with self._lock:
             resolved = self._resolved
-            pending = self._pending
-            while pending and pending[0] in resolved:
-                pending.popleft()
-            mark = max(self.low_water, pending[0] if pending else head)
+            holds = self._holds
+            mark = max(self.low_water, next(iter(holds)) if holds else head)
             above = {value for value in resolved if value >= mark}
             above.update(value for value in self._done if value >= mark)
             self._resolved = {value for value in resolved if value >= mark}

@@ -329,6 +329,8 @@ class _Run:
         self.events += len(batch)
         if self.sender is not None:
             self.sender.submit(batch)
+        else:  # a dry run: nothing is sent, nothing held
+            self.state.release(batch.positions[0])
 
     def _progress_state(self) -> ProgressState:
         stats = self.sender.stats() if self.sender is not None else None
@@ -398,7 +400,7 @@ class _Run:
         state = self.state
         resumed = state.resumed  # on a fresh run no row can be done before it is read
         is_done = state.is_done
-        track = state.track
+        hold = state.hold
         reject = self.rejects.reject
         mapper_map = self.mapper.map
         profile_key = self.mapper.profile_key
@@ -479,6 +481,7 @@ class _Run:
             if batch is None:
                 batch = Batch(key, row.profile_id, session_id, session_meta, row.create, row.insert)
                 open_batches[key] = batch
+                hold(where)
             body = batch.body  # Batch.add, inline: the event encoded while it is fresh
             body += encode(row.event)
             batch.ends.append(len(body))
@@ -492,7 +495,6 @@ class _Run:
                 batch.profile_meta = row.profile_meta
             if row.session_meta is not None and batch.session_meta is None:
                 batch.session_meta = row.session_meta
-            track(where)
             self.open_rows += 1
             if self.open_rows > max_open:
                 self._flush(next(iter(open_batches)))

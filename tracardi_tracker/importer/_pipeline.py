@@ -267,6 +267,7 @@ class Pipeline(Delivery):
                 logger.warning("Tracardi accepted the payload with errors (226)")
             profile_id, session_id = _answer_ids(answer.content)
             self._acked.extend(batch.positions)
+            self.checkpoint.release(batch.positions[0])
             self._stats.sent += len(batch)
             self.acknowledged(
                 self._stats, self._sessions, batch, sent_profile, profile_id, session_id
@@ -299,6 +300,7 @@ class Pipeline(Delivery):
                 len(batch),
                 failed=(body, sent_profile, error),
             )
+            self.checkpoint.release(batch.positions[0])
         except _Stopped:
             pass
         except Abort as abort:

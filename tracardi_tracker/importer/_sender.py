@@ -644,6 +644,7 @@ class Sender(Delivery):
                 continue
             try:
                 self.send(transport, stats, sessions, batch, 0, len(batch))
+                self.checkpoint.release(batch.positions[0])
             except _Stopped:
                 continue
             except Abort as abort:
