@@ -97,6 +97,23 @@ def test_acknowledgements_survive_a_crash_before_any_snapshot(tmp_path: Path) ->
     state.close()
 
 
+def test_a_journal_of_text_ranges_left_by_an_earlier_version_is_still_read(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "import.checkpoint"
+    state = Checkpoint(path, IDENTITY, restart=False)
+    state.resolve([7])
+    state.close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO journal (positions) VALUES ('2-4,9')")
+    db.close()
+
+    again = Checkpoint(path, IDENTITY, restart=False)
+
+    assert [where for where in range(1, 11) if again.is_done(where)] == [2, 3, 4, 7, 9]
+    again.close()
+
+
 def test_with_nothing_on_its_way_every_row_before_the_head_is_done(tmp_path: Path) -> None:
     state = Checkpoint(tmp_path / "c", IDENTITY, restart=False)
 

@@ -16,7 +16,8 @@ first row not yet done is the first row of the oldest batch still on its way: th
 
 Storage is one SQLite file (WAL mode): a *journal* row is appended and committed the moment
 a payload is acknowledged (before the sender takes its next payload), so killing the process
-loses at most the acknowledgements still on the wire; every second or so the journal is
+loses at most the acknowledgements still on the wire (as 64-bit little-endian numbers: a
+tenth of the cost of text; text ranges are read too); every second or so the journal is
 folded into a *snapshot* (``L`` and the done set as ranges) in one transaction. The same file
 keeps the profile ids Tracardi replaced (old → new), so later payloads of that profile, in
 this run or a resumed one, use the new id.
@@ -29,10 +30,12 @@ resuming with a different import is refused (:class:`CheckpointMismatchError`).
 
 from __future__ import annotations
 
+import array
 import contextlib
 import json
 import os
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
@@ -88,6 +91,27 @@ def decode_positions(text: str) -> set[int]:
             found.add(int(first))
     return found
 
+
+def _journal(positions: list[int]) -> bytes:
+    """Positions as a journal row keeps them: 64-bit little-endian numbers, unsorted."""
+    values = array.array("q", positions)
+    if _BIG_ENDIAN:
+        values.byteswap()
+    return values.tobytes()
+
+
+def _journaled(value: bytes | str) -> set[int]:
+    """The positions of a journal row (numbers, or text ranges as earlier versions wrote)."""
+    if isinstance(value, str):
+        return decode_positions(value)
+    values = array.array("q")
+    values.frombytes(value)
+    if _BIG_ENDIAN:
+        values.byteswap()
+    return set(values)
+
+
+_BIG_ENDIAN = sys.byteorder == "big"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -184,8 +208,8 @@ class Checkpoint:
             )
         self.low_water = int(meta["low_water"])
         done = decode_positions(meta.get("done", ""))
-        for (text,) in self._db.execute("SELECT positions FROM journal"):
-            done |= decode_positions(text)
+        for (value,) in self._db.execute("SELECT positions FROM journal"):
+            done |= _journaled(value)
         self._done = {value for value in done if value >= self.low_water}
         previous = json.loads(meta.get("totals", "{}"))
         return True, meta.get("complete") == "1", previous
@@ -222,9 +246,7 @@ class Checkpoint:
         if not positions or not self.persistent:
             return
         with self._lock:
-            self._db.execute(  # plain numbers, unsorted: ranges are for the snapshot
-                "INSERT INTO journal (positions) VALUES (?)", (",".join(map(str, positions)),)
-            )
+            self._db.execute("INSERT INTO journal (positions) VALUES (?)", (_journal(positions),))
             resolved = self._resolved
             resolved.update(positions)
             if len(resolved) > self._trim_at:
