@@ -411,6 +411,7 @@ class _Run:
         batch_size = self.batch_size
         max_open = self.max_open_rows
         encode = _json.encode
+        quick_encode = _json.quick_encoder()
         base = input_start(index)
         rows_before = self.rows
         last_line = 0
@@ -482,8 +483,12 @@ class _Run:
                 batch = Batch(key, row.profile_id, session_id, session_meta, row.create, row.insert)
                 open_batches[key] = batch
                 hold(where)
-            body = batch.body  # Batch.add, inline: the event encoded while it is fresh
-            body += encode(row.event)
+            try:  # Batch.add, inline: the event encoded while it is fresh
+                encoded = quick_encode(row.event)
+            except TypeError:  # what orjson does not encode (integers beyond 64 bits)
+                encoded = encode(row.event)
+            body = batch.body
+            body += encoded
             batch.ends.append(len(body))
             body += b","
             batch.positions.append(where)

@@ -112,6 +112,7 @@ class Pipeline(Delivery):
             lambda: HttpConnection(url, timeout=timeout, headers=self.headers)
         )
         self._lanes = [_Lane(make()) for _ in range(concurrency)]
+        self._tls = connection_factory is not None or not url.lower().startswith("http:")
         self._depth = queue_depth
         self._stats = SenderStats()
         self._sessions: dict[str, str] = {}
@@ -235,7 +236,8 @@ class Pipeline(Delivery):
             if timeout > 0:
                 self.stop.wait(timeout)
             return
-        ready = [lane for lane in flying if lane.connection.ready()]
+        # bytes TLS holds that the socket does not show (a flying lane is connected)
+        ready = [lane for lane in flying if lane.connection.ready()] if self._tls else []
         if not ready:  # wait for the sockets (only those still connected are flying here)
             ready = select.select(flying, [], [], timeout)[0]
         for lane in ready:
