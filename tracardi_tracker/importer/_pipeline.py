@@ -130,9 +130,9 @@ class Pipeline(Delivery):
             return False
         lane = self._lanes[lane_of(batch.key, len(self._lanes))]
         lane.waiting.append(batch)
-        if lane.flight is None:
+        if lane.flight is None:  # sent at once; other lanes' answers wait for the next look
             self._start(lane)
-        if self._flying:
+        else:  # its lane is busy: pick up the answers that are in (this one's, perhaps)
             self._collect(0.0)
         while len(lane.waiting) > self._depth:
             if self.stop.is_set():
