@@ -9,7 +9,6 @@ import pytest
 
 from tracardi_tracker.importer import CheckpointMismatchError
 from tracardi_tracker.importer._checkpoint import (
-    _TRIM_AT,
     Checkpoint,
     decode_positions,
     encode_positions,
@@ -38,8 +37,8 @@ def test_out_of_order_acknowledgements_leave_an_exact_low_water_mark_and_done_se
     for first in batches:
         state.hold(first)
     for first in (1, 5, 9):  # the batch of row 4 is still on its way
-        state.resolve(batches[first])
-        state.release(first)
+        state.journal(batches[first])
+        state.release(batches[first])
 
     mark = state.snapshot(head=11)
     state.close()
@@ -60,25 +59,29 @@ def test_a_batch_done_in_parts_holds_the_mark_until_it_is_released() -> None:
     assert state.snapshot(head=4) == 1
 
     state.resolve([3])
-    state.release(1)
+    state.release([1, 2, 3])
 
     assert state.snapshot(head=4) == 4
     state.close()
 
 
-def test_memory_holds_only_batches_on_their_way_and_a_bounded_done_set(tmp_path: Path) -> None:
+def test_memory_holds_only_batches_on_their_way_and_done_rows_above_them(
+    tmp_path: Path,
+) -> None:
     state = Checkpoint(tmp_path / "c", IDENTITY, restart=False)
     firsts = range(1, 300_001, 100)  # 3,000 batches of 100 rows
     for first in firsts:
         state.hold(first)
 
     for first in firsts[:2_900]:  # acknowledged in order
-        state.resolve(list(range(first, first + 100)))
-        state.release(first)
-    state.resolve(list(range(295_001, 295_101)))  # ahead of batches still on their way
+        state.journal(list(range(first, first + 100)))
+        state.release(range(first, first + 100))
+    state.journal(list(range(295_001, 295_101)))  # ahead of batches still on their way
+    state.release(range(295_001, 295_101))
+    state.resolve(list(range(1, 70_001)))  # rejected rows (not of a batch on its way)
 
-    assert len(state._holds) == 100
-    assert len(state._resolved) <= _TRIM_AT
+    assert len(state._holds) == 99
+    assert sorted(state._resolved) == list(range(295_001, 295_101))
     assert state.snapshot(head=300_001) == 290_001
     state.close()
 

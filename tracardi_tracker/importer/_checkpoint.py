@@ -12,7 +12,8 @@ out of order, so the checkpoint holds
 Rows travel in batches (one payload each), made in the order of their first rows, so the
 first row not yet done is the first row of the oldest batch still on its way: the import
 *holds* each batch's first position until the whole batch is done (:meth:`Checkpoint.hold`,
-:meth:`Checkpoint.release`), which is per payload, not per row.
+:meth:`Checkpoint.release`), which is per payload, not per row; of the rows done, memory
+keeps only those above the first batch on its way.
 
 Storage is one SQLite file (WAL mode): a *journal* row is appended and committed the moment
 a payload is acknowledged (before the sender takes its next payload), so killing the process
@@ -31,6 +32,7 @@ resuming with a different import is refused (:class:`CheckpointMismatchError`).
 from __future__ import annotations
 
 import array
+import bisect
 import contextlib
 import json
 import os
@@ -39,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,7 @@ __all__ = ["FORMAT_VERSION", "Checkpoint", "decode_positions", "encode_positions
 
 FORMAT_VERSION = 1
 _INPUT_SHIFT = 40
-_TRIM_AT = 65_536  # done rows kept in memory before those below the first hold are dropped
+_TRIM_AT = 16_384  # done rows in memory before those below the first hold are dropped
 
 
 def position(input_index: int, line: int) -> int:
@@ -230,18 +232,36 @@ class Checkpoint:
         positions (batches are made in the order of their first rows)."""
         self._holds[first] = None
 
-    def release(self, first: int) -> None:
-        """The batch held at ``first`` is done: every row of it acknowledged or rejected
-        (any thread)."""
+    def release(self, positions: Sequence[int]) -> None:
+        """The batch of these rows (increasing; held at the first) is done: every row
+        acknowledged or rejected (any thread). In memory only those above the first batch
+        still on its way are kept (the others are below the next mark; see :meth:`_trim`),
+        so memory follows the rows open, not the pace. Journaling them is the caller's:
+        :meth:`journal`."""
         with self._lock:
-            self._holds.pop(first, None)
+            holds = self._holds
+            holds.pop(positions[0], None)
+            if self.persistent:
+                first = next(iter(holds)) if holds else positions[0]
+                resolved = self._resolved
+                resolved.update(positions[bisect.bisect_left(positions, first) :])
+                if len(resolved) > self._trim_at:
+                    self._trim()
+
+    def journal(self, positions: list[int]) -> None:
+        """Make acknowledgements durable at once: the journal only (the rows in memory
+        come with :meth:`release`)."""
+        if positions and self.persistent:
+            with self._lock:
+                self._db.execute(
+                    "INSERT INTO journal (positions) VALUES (?)", (_journal(positions),)
+                )
 
     def resolve(self, positions: list[int]) -> None:
-        """Record rows as done: journaled at once (any thread).
-
-        In memory only the done rows above the first batch on its way are kept (the
-        others are below the next mark), so memory follows the rows open, not the pace.
-        A checkpoint without a file keeps none: nothing resumes from it.
+        """Record rows as done, outside :meth:`release` (rejected rows, parts of a batch):
+        journaled at once and kept in memory (any thread), as long as they are above the
+        first batch on its way (:meth:`_trim`). A checkpoint without a file keeps none:
+        nothing resumes from it.
         """
         if not positions or not self.persistent:
             return
@@ -250,11 +270,17 @@ class Checkpoint:
             resolved = self._resolved
             resolved.update(positions)
             if len(resolved) > self._trim_at:
-                holds = self._holds
-                if holds:  # (with none, rows above the next head may be here: kept)
-                    first = next(iter(holds))
-                    self._resolved = resolved = {value for value in resolved if value >= first}
-                self._trim_at = max(_TRIM_AT, 2 * len(resolved))
+                self._trim()
+
+    def _trim(self) -> None:
+        """Drop the done rows below the first batch on its way (under the lock); next time
+        when twice as many are kept, so the cost per row stays constant."""
+        holds = self._holds
+        resolved = self._resolved
+        if holds:  # (with none, rows above the next head may be here: kept)
+            first = next(iter(holds))
+            self._resolved = resolved = {value for value in resolved if value >= first}
+        self._trim_at = max(_TRIM_AT, 2 * len(resolved))
 
     def due(self, interval: float = 1.0) -> bool:
         """Whether a snapshot is due (``interval`` seconds since the last)."""
@@ -270,10 +296,10 @@ class Checkpoint:
             resolved = self._resolved
             holds = self._holds
             mark = max(self.low_water, next(iter(holds)) if holds else head)
-            above = {value for value in resolved if value >= mark}
-            above.update(value for value in self._done if value >= mark)
-            self._resolved = {value for value in resolved if value >= mark}
-            self._done = {value for value in self._done if value >= mark}
+            self._resolved = kept = {value for value in resolved if value >= mark}
+            if self._done:  # done by an earlier run, above the mark
+                self._done = {value for value in self._done if value >= mark}
+            above = kept | self._done
             self.low_water = mark
             if self.persistent:
                 self._db.execute("BEGIN")

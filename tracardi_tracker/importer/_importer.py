@@ -330,7 +330,7 @@ class _Run:
         if self.sender is not None:
             self.sender.submit(batch)
         else:  # a dry run: nothing is sent, nothing held
-            self.state.release(batch.positions[0])
+            self.state.release(batch.positions)
 
     def _progress_state(self) -> ProgressState:
         stats = self.sender.stats() if self.sender is not None else None

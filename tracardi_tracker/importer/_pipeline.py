@@ -269,7 +269,7 @@ class Pipeline(Delivery):
                 logger.warning("Tracardi accepted the payload with errors (226)")
             profile_id, session_id = _answer_ids(answer.content)
             self._acked.extend(batch.positions)
-            self.checkpoint.release(batch.positions[0])
+            self.checkpoint.release(batch.positions)
             self._stats.sent += len(batch)
             self.acknowledged(
                 self._stats, self._sessions, batch, sent_profile, profile_id, session_id
@@ -302,7 +302,7 @@ class Pipeline(Delivery):
                 len(batch),
                 failed=(body, sent_profile, error),
             )
-            self.checkpoint.release(batch.positions[0])
+            self.checkpoint.release(batch.positions)
         except _Stopped:
             pass
         except Abort as abort:
@@ -315,7 +315,7 @@ class Pipeline(Delivery):
         acked = self._acked
         if acked:
             self._acked = []
-            self.checkpoint.resolve(acked)
+            self.checkpoint.journal(acked)
         self._journaled = time.monotonic()
 
 

@@ -644,7 +644,7 @@ class Sender(Delivery):
                 continue
             try:
                 self.send(transport, stats, sessions, batch, 0, len(batch))
-                self.checkpoint.release(batch.positions[0])
+                self.checkpoint.release(batch.positions)
             except _Stopped:
                 continue
             except Abort as abort:
