@@ -110,6 +110,25 @@ def test_nan_and_infinities_in_json_lines_are_rejected_naming_the_field_never_se
     assert_no_null_went_out(capture)
 
 
+def test_an_integer_beyond_64_bits_is_sent_exact_beside_events_orjson_encodes(
+    json_library: str, jsonl: Files, run: Run, capture: CapturingTransport
+) -> None:
+    big = 123456789012345678901234567890
+    path = jsonl(
+        [
+            '{"type": "view", "time": "' + at(0) + '", "profile": "p-1", "properties": {"n": 1}}',
+            '{"type": "view", "time": "' + at(1) + '", "profile": "p-1", '
+            f'"properties": {{"n": {big}}}}}',
+            '{"type": "view", "time": "' + at(2) + '", "profile": "p-1", "properties": {"n": 3}}',
+        ]
+    )
+
+    summary = run([path])
+
+    assert (summary.sent, summary.requests) == (3, 1)  # one payload, its events spliced
+    assert [event["properties"]["n"] for event in capture.events] == [1, big, 3]
+
+
 def test_nan_and_infinities_in_csv_cells_are_rejected_naming_the_column(
     json_library: str, run: Run, capture: CapturingTransport, tmp_path: Path
 ) -> None:
