@@ -62,7 +62,8 @@ def test_payload_bytes_are_what_the_sdk_serializer_makes(
 ) -> None:
     create = datetime(2023, 3, 1, 10, 0, 0, 250000, tzinfo=timezone.utc)
     insert = datetime(2023, 3, 1, 10, 0, 5, tzinfo=timezone.utc)
-    batch = Batch("k", "p-1" if with_profile else None, "s-1", None, create, insert)
+    wire = ("2023-03-01T10:00:00.25Z", "2023-03-01T10:00:05.000Z")  # as a row may have them
+    batch = Batch("k", "p-1" if with_profile else None, "s-1", None, *wire)
     batch.profile_ids.extend(["crm:1", "email:a@b.c"])
     batch.profile_meta = {"create": "2021-06-01T00:00:00Z"}
     events = [
@@ -102,8 +103,7 @@ def test_payload_bytes_are_what_the_sdk_serializer_makes(
 
 
 def test_a_batch_keeps_its_events_encoded_and_gives_back_any_slice_and_its_ids() -> None:
-    create = datetime(2023, 3, 1, 10, 0, 0, tzinfo=timezone.utc)
-    batch = Batch("k", "p-1", "s-1", None, create, None)
+    batch = Batch("k", "p-1", "s-1", None, "2023-03-01T10:00:00Z", None)
     events = [{"id": f"e-{number}", "properties": {"n": number}} for number in range(5)]
     for where, event in enumerate(events, 10):
         batch.add(_json.encode(event), where, f"row {where}".encode())

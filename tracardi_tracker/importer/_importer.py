@@ -480,7 +480,15 @@ class _Run:
                 self._flush(key)
                 batch = None
             if batch is None:
-                batch = Batch(key, row.profile_id, session_id, session_meta, row.create, row.insert)
+                times = row.event["time"]
+                batch = Batch(
+                    key,
+                    row.profile_id,
+                    session_id,
+                    session_meta,
+                    times["create"],
+                    times.get("insert"),
+                )
                 open_batches[key] = batch
                 hold(where)
             try:  # Batch.add, inline: the event encoded while it is fresh

@@ -50,6 +50,7 @@ __all__ = [
     "Mapper",
     "parse_time",
     "parse_timezone",
+    "utc_text",
     "uuid5",
 ]
 
@@ -189,6 +190,19 @@ def parse_time(value: object, field: str, zone: tzinfo | None) -> tuple[str, dat
         moment = value.astimezone(UTC)
         return format_utc(moment), moment
     return _epoch(value, value, field)
+
+
+def utc_text(wire: str) -> str:
+    """What :func:`~tracardi_tracker._times.format_utc` gives for the time whose wire form
+    (an event's ``time.create`` or ``time.insert`` as mapped: ``YYYY-MM-DDTHH:MM:SS``,
+    1 to 6 digits of a second or none, ``Z``) is ``wire``, from the text alone: a tenth
+    of the cost of formatting the datetime (a test checks the two agree)."""
+    if len(wire) == 20:  # no fraction of a second
+        return wire
+    fraction = wire[20:-1]
+    if not fraction.strip("0"):  # a whole second: written without a fraction
+        return wire[:19] + "Z"
+    return wire[:20] + fraction.ljust(6, "0") + "Z"
 
 
 def _from_iso(text: str) -> datetime:

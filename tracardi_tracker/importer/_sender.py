@@ -35,7 +35,6 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,13 +42,13 @@ import attrs
 
 from .._retry import RetryPolicy, is_retryable
 from .._serialization import options_to_wire
-from .._times import format_utc
 from .._transport import TrackResponse, Transport
 from ..exceptions import DeliveryError, PayloadRejectedError, SourceRejectedError
 from ..models import Options
 from . import _json
 from ._checkpoint import Checkpoint
 from ._errors import RowError
+from ._mapping import utc_text
 
 __all__ = [
     "Abort",
@@ -82,8 +81,9 @@ class Batch:
     The events are kept encoded, the moment each is added (:meth:`add`): ``body`` holds
     them as UTF-8 JSON, each followed by a comma, and ``ends[i]`` is where event ``i``
     ends; a payload splices them (:meth:`encoded`) instead of encoding objects that have
-    long gone cold. ``session_meta`` and ``profile_meta`` are wire times (``None``: the
-    batch's first event's times, :meth:`first_times`).
+    long gone cold. ``first_create`` and ``first_insert`` are the first event's wire times
+    (its ``time.create`` and ``time.insert``). ``session_meta`` and ``profile_meta`` are
+    wire times (``None``: the batch's first event's times, :meth:`first_times`).
     """
 
     __slots__ = (
@@ -107,8 +107,8 @@ class Batch:
         profile_id: str | None,
         session_id: str,
         session_meta: WireTimes | None,
-        first_create: datetime,
-        first_insert: datetime | None,
+        first_create: str,
+        first_insert: str | None,
     ) -> None:
         self.key = key
         self.profile_id = profile_id
@@ -152,10 +152,11 @@ class Batch:
         return ids
 
     def first_times(self) -> WireTimes:
-        """The first event's times: ``create``, and ``insert`` (its own, else ``create``)."""
-        create = format_utc(self.first_create)
+        """The first event's times: ``create``, and ``insert`` (its own, else ``create``),
+        as :func:`~tracardi_tracker._times.format_utc` writes them."""
+        create = utc_text(self.first_create)
         insert = self.first_insert
-        return {"create": create, "insert": format_utc(insert) if insert is not None else create}
+        return {"create": create, "insert": utc_text(insert) if insert is not None else create}
 
 
 class RateLimiter:
