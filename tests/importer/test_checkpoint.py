@@ -33,10 +33,12 @@ def test_out_of_order_acknowledgements_leave_an_exact_low_water_mark_and_done_se
 ) -> None:
     path = tmp_path / "import.checkpoint"
     state = Checkpoint(path, IDENTITY, restart=False)
-    for where in range(1, 11):
-        state.track(where)
-    state.resolve([1, 2, 3, 5, 8])
-    state.resolve([9])
+    batches = {1: [1, 2, 3], 4: [4, 6, 7], 5: [5, 8], 9: [9, 10]}  # by first row, in order
+    for first in batches:
+        state.hold(first)
+    for first in (1, 5, 9):  # the batch of row 4 is still on its way
+        state.journal(batches[first])
+        state.release(batches[first])
 
     mark = state.snapshot(head=11)
     state.close()
@@ -44,30 +46,50 @@ def test_out_of_order_acknowledgements_leave_an_exact_low_water_mark_and_done_se
     assert mark == 4
     again = Checkpoint(path, IDENTITY, restart=False)
     done = [where for where in range(1, 12) if again.is_done(where)]
-    assert done == [1, 2, 3, 5, 8, 9]
+    assert done == [1, 2, 3, 5, 8, 9, 10]
     assert again.resumed
     again.close()
 
 
-def test_memory_holds_only_rows_on_their_way_and_done_rows_above_them() -> None:
+def test_a_batch_done_in_parts_holds_the_mark_until_it_is_released() -> None:
     state = Checkpoint(None, IDENTITY, restart=False)
-    for where in range(1, 100_001):
-        state.track(where)
+    state.hold(1)  # rows 1, 2, 3: split by the sender, acknowledged in two parts
+    state.resolve([1, 2])
 
-    state.resolve(list(range(1, 90_001)))  # acknowledged in order: nothing left to hold
-    state.resolve(list(range(95_001, 96_001)))  # ahead of rows still on their way
+    assert state.snapshot(head=4) == 1
 
-    assert len(state._pending) == 10_000
-    assert len(state._resolved) == 1_000
-    assert state.snapshot(head=100_001) == 90_001
+    state.resolve([3])
+    state.release([1, 2, 3])
+
+    assert state.snapshot(head=4) == 4
+    state.close()
+
+
+def test_memory_holds_only_batches_on_their_way_and_done_rows_above_them(
+    tmp_path: Path,
+) -> None:
+    state = Checkpoint(tmp_path / "c", IDENTITY, restart=False)
+    firsts = range(1, 300_001, 100)  # 3,000 batches of 100 rows
+    for first in firsts:
+        state.hold(first)
+
+    for first in firsts[:2_900]:  # acknowledged in order
+        state.journal(list(range(first, first + 100)))
+        state.release(range(first, first + 100))
+    state.journal(list(range(295_001, 295_101)))  # ahead of batches still on their way
+    state.release(range(295_001, 295_101))
+    state.resolve(list(range(1, 70_001)))  # rejected rows (not of a batch on its way)
+
+    assert len(state._holds) == 99
+    assert sorted(state._resolved) == list(range(295_001, 295_101))
+    assert state.snapshot(head=300_001) == 290_001
     state.close()
 
 
 def test_acknowledgements_survive_a_crash_before_any_snapshot(tmp_path: Path) -> None:
     path = tmp_path / "import.checkpoint"
     state = Checkpoint(path, IDENTITY, restart=False)
-    for where in (4, 5, 6):
-        state.track(where)
+    state.hold(4)  # rows 4, 5, 6
     state.resolve([6, 4])
     # no snapshot, no close: what a SIGKILL leaves behind
 
@@ -76,6 +98,23 @@ def test_acknowledgements_survive_a_crash_before_any_snapshot(tmp_path: Path) ->
     assert [where for where in range(1, 8) if again.is_done(where)] == [4, 6]
     again.close()
     state.close()
+
+
+def test_a_journal_of_text_ranges_left_by_an_earlier_version_is_still_read(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "import.checkpoint"
+    state = Checkpoint(path, IDENTITY, restart=False)
+    state.resolve([7])
+    state.close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO journal (positions) VALUES ('2-4,9')")
+    db.close()
+
+    again = Checkpoint(path, IDENTITY, restart=False)
+
+    assert [where for where in range(1, 11) if again.is_done(where)] == [2, 3, 4, 7, 9]
+    again.close()
 
 
 def test_with_nothing_on_its_way_every_row_before_the_head_is_done(tmp_path: Path) -> None:

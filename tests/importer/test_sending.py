@@ -62,10 +62,16 @@ def test_payload_bytes_are_what_the_sdk_serializer_makes(
 ) -> None:
     create = datetime(2023, 3, 1, 10, 0, 0, 250000, tzinfo=timezone.utc)
     insert = datetime(2023, 3, 1, 10, 0, 5, tzinfo=timezone.utc)
-    batch = Batch("k", "p-1" if with_profile else None, "s-1", None, create, insert)
+    wire = ("2023-03-01T10:00:00.25Z", "2023-03-01T10:00:05.000Z")  # as a row may have them
+    batch = Batch("k", "p-1" if with_profile else None, "s-1", None, *wire)
     batch.profile_ids.extend(["crm:1", "email:a@b.c"])
     batch.profile_meta = {"create": "2021-06-01T00:00:00Z"}
-    events = [{"id": "e-1", "type": "view", "time": {"create": "x"}, "properties": {}}]
+    events = [
+        {"id": "e-1", "type": "view", "time": {"create": "x"}, "properties": {}},
+        {"id": "e-2", "type": "buy", "time": {"create": "y"}, "properties": {"n": 1}},
+    ]
+    for where, event in enumerate(events):
+        batch.add(_json.encode(event), where, b"")
     checkpoint = Checkpoint(None, {}, restart=False)
     delivery = Delivery(
         url="http://x/track",
@@ -77,7 +83,7 @@ def test_payload_bytes_are_what_the_sdk_serializer_makes(
         stop=threading.Event(),
     )
 
-    body, _profile = delivery.payload(batch, events, {})
+    body, _profile = delivery.payload(batch, 0, 2, {})
 
     first = Time(create=create, insert=insert)
     expected = payload_to_wire(
@@ -94,6 +100,22 @@ def test_payload_bytes_are_what_the_sdk_serializer_makes(
     )
     assert body == _json.encode(expected)
     checkpoint.close()
+
+
+def test_a_batch_keeps_its_events_encoded_and_gives_back_any_slice_and_its_ids() -> None:
+    batch = Batch("k", "p-1", "s-1", None, "2023-03-01T10:00:00Z", None)
+    events = [{"id": f"e-{number}", "properties": {"n": number}} for number in range(5)]
+    for where, event in enumerate(events, 10):
+        batch.add(_json.encode(event), where, f"row {where}".encode())
+
+    middle = json.loads(b"[" + bytes(batch.encoded(1, 4)) + b"]")
+
+    assert len(batch) == 5
+    assert middle == events[1:4]
+    assert json.loads(b"[" + bytes(batch.encoded(0, 5)) + b"]") == events
+    assert batch.event_ids(3, 5) == ["e-3", "e-4"]
+    assert batch.event_ids() == [event["id"] for event in events]
+    assert (batch.positions[2], batch.raws[2]) == (12, b"row 12")
 
 
 # -- in flight, in order ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from importer_helpers import at, row
 
 from tracardi_tracker._capture import CapturingTransport
 from tracardi_tracker._serialization import _stdlib_dumps
+from tracardi_tracker._times import format_utc
 from tracardi_tracker.importer import (
     FieldMapping,
     ImportConfigError,
@@ -27,7 +28,7 @@ from tracardi_tracker.importer import (
     _mapping,
     _readers,
 )
-from tracardi_tracker.importer._mapping import FieldError, Mapper, parse_time
+from tracardi_tracker.importer._mapping import FieldError, Mapper, parse_time, utc_text
 
 Run = Callable[..., ImportSummary]
 Files = Callable[..., Path]
@@ -108,6 +109,25 @@ def test_nan_and_infinities_in_json_lines_are_rejected_naming_the_field_never_se
     assert reasons[3].startswith("1e400 is not a finite number")
     assert [event["properties"] for event in capture.events] == [{"price": 1.5}, {"price": 2.5}]
     assert_no_null_went_out(capture)
+
+
+def test_an_integer_beyond_64_bits_is_sent_exact_beside_events_orjson_encodes(
+    json_library: str, jsonl: Files, run: Run, capture: CapturingTransport
+) -> None:
+    big = 123456789012345678901234567890
+    path = jsonl(
+        [
+            '{"type": "view", "time": "' + at(0) + '", "profile": "p-1", "properties": {"n": 1}}',
+            '{"type": "view", "time": "' + at(1) + '", "profile": "p-1", '
+            f'"properties": {{"n": {big}}}}}',
+            '{"type": "view", "time": "' + at(2) + '", "profile": "p-1", "properties": {"n": 3}}',
+        ]
+    )
+
+    summary = run([path])
+
+    assert (summary.sent, summary.requests) == (3, 1)  # one payload, its events spliced
+    assert [event["properties"]["n"] for event in capture.events] == [1, big, 3]
 
 
 def test_nan_and_infinities_in_csv_cells_are_rejected_naming_the_column(
@@ -298,6 +318,18 @@ def test_the_fast_canonical_time_check_accepts_exactly_what_the_regex_did() -> N
                 cases += 1
                 assert new_canonical(text) == old_canonical(text), text
     assert cases > 10_000
+
+
+def test_utc_text_of_a_wire_time_is_what_format_utc_writes_for_it() -> None:
+    rng = random.Random(5)
+    wires = ["2023-03-01T10:00:00Z", "2023-03-01T10:00:00.0Z", "2023-03-01T10:00:00.000000Z"]
+    for _ in range(2_000):
+        moment = datetime.fromtimestamp(rng.uniform(1e9, 2e9), timezone.utc)
+        digits = moment.strftime("%f")[: rng.randint(0, 6)]
+        wires.append(moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{digits}" if digits else "") + "Z")
+
+    for wire in wires:
+        assert utc_text(wire) == format_utc(parse_time(wire, "time.create", None)[1]), wire
 
 
 def test_the_export_format_maps_the_same_with_or_without_its_fast_path() -> None:

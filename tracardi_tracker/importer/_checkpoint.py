@@ -9,9 +9,16 @@ out of order, so the checkpoint holds
   business: a blank line, another shard's row);
 - the **done set** above it: positions ``>= L`` that are done already.
 
+Rows travel in batches (one payload each), made in the order of their first rows, so the
+first row not yet done is the first row of the oldest batch still on its way: the import
+*holds* each batch's first position until the whole batch is done (:meth:`Checkpoint.hold`,
+:meth:`Checkpoint.release`), which is per payload, not per row; of the rows done, memory
+keeps only those above the first batch on its way.
+
 Storage is one SQLite file (WAL mode): a *journal* row is appended and committed the moment
 a payload is acknowledged (before the sender takes its next payload), so killing the process
-loses at most the acknowledgements still on the wire; every second or so the journal is
+loses at most the acknowledgements still on the wire (as 64-bit little-endian numbers: a
+tenth of the cost of text; text ranges are read too); every second or so the journal is
 folded into a *snapshot* (``L`` and the done set as ranges) in one transaction. The same file
 keeps the profile ids Tracardi replaced (old → new), so later payloads of that profile, in
 this run or a resumed one, use the new id.
@@ -24,15 +31,17 @@ resuming with a different import is refused (:class:`CheckpointMismatchError`).
 
 from __future__ import annotations
 
-import collections
+import array
+import bisect
 import contextlib
 import json
 import os
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +51,7 @@ __all__ = ["FORMAT_VERSION", "Checkpoint", "decode_positions", "encode_positions
 
 FORMAT_VERSION = 1
 _INPUT_SHIFT = 40
+_TRIM_AT = 16_384  # done rows in memory before those below the first hold are dropped
 
 
 def position(input_index: int, line: int) -> int:
@@ -83,6 +93,27 @@ def decode_positions(text: str) -> set[int]:
             found.add(int(first))
     return found
 
+
+def _journal(positions: list[int]) -> bytes:
+    """Positions as a journal row keeps them: 64-bit little-endian numbers, unsorted."""
+    values = array.array("q", positions)
+    if _BIG_ENDIAN:
+        values.byteswap()
+    return values.tobytes()
+
+
+def _journaled(value: bytes | str) -> set[int]:
+    """The positions of a journal row (numbers, or text ranges as earlier versions wrote)."""
+    if isinstance(value, str):
+        return decode_positions(value)
+    values = array.array("q")
+    values.frombytes(value)
+    if _BIG_ENDIAN:
+        values.byteswap()
+    return set(values)
+
+
+_BIG_ENDIAN = sys.byteorder == "big"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -127,11 +158,9 @@ class Checkpoint:
             raise ImportConfigError(
                 f"checkpoint {self.path} is not readable ({error}); remove it or use --restart"
             ) from None
-        self._pending: collections.deque[int] = collections.deque()
-        self.track: Callable[[int], None] = self._pending.append
-        """Note that the row at a position is on its way (batched, not yet acknowledged);
-        called with increasing positions, so the rows on their way stay sorted."""
-        self._resolved: set[int] = set()  # done, but above the first row on its way
+        self._holds: dict[int, None] = {}  # first rows of the batches on their way, in order
+        self._resolved: set[int] = set()  # done (those below the first hold are dropped)
+        self._trim_at = _TRIM_AT
         self._replaced = self._count_profiles()
         self._last_snapshot = time.monotonic()
 
@@ -181,8 +210,8 @@ class Checkpoint:
             )
         self.low_water = int(meta["low_water"])
         done = decode_positions(meta.get("done", ""))
-        for (text,) in self._db.execute("SELECT positions FROM journal"):
-            done |= decode_positions(text)
+        for (value,) in self._db.execute("SELECT positions FROM journal"):
+            done |= _journaled(value)
         self._done = {value for value in done if value >= self.low_water}
         previous = json.loads(meta.get("totals", "{}"))
         return True, meta.get("complete") == "1", previous
@@ -197,24 +226,61 @@ class Checkpoint:
         """Whether the row at ``where`` was done by an earlier run."""
         return where < self.low_water or where in self._done
 
-    def resolve(self, positions: list[int]) -> None:
-        """Record rows as done: journaled at once (any thread).
+    def hold(self, first: int) -> None:
+        """Note that a batch whose first row is at ``first`` is on its way: no row from
+        there on counts as done by the mark until :meth:`release`. Called with increasing
+        positions (batches are made in the order of their first rows)."""
+        self._holds[first] = None
 
-        In memory only the done rows above the first row still on its way are kept (the
-        others are below the next mark), so memory follows the rows open, not the pace.
+    def release(self, positions: Sequence[int]) -> None:
+        """The batch of these rows (increasing; held at the first) is done: every row
+        acknowledged or rejected (any thread). In memory only those above the first batch
+        still on its way are kept (the others are below the next mark; see :meth:`_trim`),
+        so memory follows the rows open, not the pace. Journaling them is the caller's:
+        :meth:`journal`."""
+        with self._lock:
+            holds = self._holds
+            holds.pop(positions[0], None)
+            if self.persistent:
+                first = next(iter(holds)) if holds else positions[0]
+                resolved = self._resolved
+                resolved.update(positions[bisect.bisect_left(positions, first) :])
+                if len(resolved) > self._trim_at:
+                    self._trim()
+
+    def journal(self, positions: list[int]) -> None:
+        """Make acknowledgements durable at once: the journal only (the rows in memory
+        come with :meth:`release`)."""
+        if positions and self.persistent:
+            with self._lock:
+                self._db.execute(
+                    "INSERT INTO journal (positions) VALUES (?)", (_journal(positions),)
+                )
+
+    def resolve(self, positions: list[int]) -> None:
+        """Record rows as done, outside :meth:`release` (rejected rows, parts of a batch):
+        journaled at once and kept in memory (any thread), as long as they are above the
+        first batch on its way (:meth:`_trim`). A checkpoint without a file keeps none:
+        nothing resumes from it.
         """
-        if not positions:
+        if not positions or not self.persistent:
             return
         with self._lock:
-            if self.persistent:
-                self._db.execute(
-                    "INSERT INTO journal (positions) VALUES (?)", (encode_positions(positions),)
-                )
+            self._db.execute("INSERT INTO journal (positions) VALUES (?)", (_journal(positions),))
             resolved = self._resolved
             resolved.update(positions)
-            pending = self._pending
-            while pending and pending[0] in resolved:
-                resolved.discard(pending.popleft())
+            if len(resolved) > self._trim_at:
+                self._trim()
+
+    def _trim(self) -> None:
+        """Drop the done rows below the first batch on its way (under the lock); next time
+        when twice as many are kept, so the cost per row stays constant."""
+        holds = self._holds
+        resolved = self._resolved
+        if holds:  # (with none, rows above the next head may be here: kept)
+            first = next(iter(holds))
+            self._resolved = resolved = {value for value in resolved if value >= first}
+        self._trim_at = max(_TRIM_AT, 2 * len(resolved))
 
     def due(self, interval: float = 1.0) -> bool:
         """Whether a snapshot is due (``interval`` seconds since the last)."""
@@ -228,14 +294,12 @@ class Checkpoint:
         """
         with self._lock:
             resolved = self._resolved
-            pending = self._pending
-            while pending and pending[0] in resolved:
-                pending.popleft()
-            mark = max(self.low_water, pending[0] if pending else head)
-            above = {value for value in resolved if value >= mark}
-            above.update(value for value in self._done if value >= mark)
-            self._resolved = {value for value in resolved if value >= mark}
-            self._done = {value for value in self._done if value >= mark}
+            holds = self._holds
+            mark = max(self.low_water, next(iter(holds)) if holds else head)
+            self._resolved = kept = {value for value in resolved if value >= mark}
+            if self._done:  # done by an earlier run, above the mark
+                self._done = {value for value in self._done if value >= mark}
+            above = kept | self._done
             self.low_water = mark
             if self.persistent:
                 self._db.execute("BEGIN")

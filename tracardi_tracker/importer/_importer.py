@@ -16,6 +16,7 @@ from .._retry import RetryPolicy
 from .._transport import Transport
 from ..models import Options
 from ..tracker import _endpoint_url
+from . import _json
 from ._checkpoint import Checkpoint, input_start, position
 from ._errors import ImportAbortedError, ImportConfigError
 from ._mapping import FieldError, FieldMapping, Mapper
@@ -328,6 +329,8 @@ class _Run:
         self.events += len(batch)
         if self.sender is not None:
             self.sender.submit(batch)
+        else:  # a dry run: nothing is sent, nothing held
+            self.state.release(batch.positions)
 
     def _progress_state(self) -> ProgressState:
         stats = self.sender.stats() if self.sender is not None else None
@@ -397,7 +400,7 @@ class _Run:
         state = self.state
         resumed = state.resumed  # on a fresh run no row can be done before it is read
         is_done = state.is_done
-        track = state.track
+        hold = state.hold
         reject = self.rejects.reject
         mapper_map = self.mapper.map
         profile_key = self.mapper.profile_key
@@ -407,6 +410,8 @@ class _Run:
         open_batches = self.open
         batch_size = self.batch_size
         max_open = self.max_open_rows
+        encode = _json.encode
+        quick_encode = _json.quick_encoder()
         base = input_start(index)
         rows_before = self.rows
         last_line = 0
@@ -470,14 +475,30 @@ class _Run:
                 continue
             batch = open_batches.get(key)
             if batch is not None and (
-                batch.session_id != session_id or len(batch.events) >= batch_size
+                batch.session_id != session_id or len(batch.ends) >= batch_size
             ):
                 self._flush(key)
                 batch = None
             if batch is None:
-                batch = Batch(key, row.profile_id, session_id, session_meta, row.create, row.insert)
+                times = row.event["time"]
+                batch = Batch(
+                    key,
+                    row.profile_id,
+                    session_id,
+                    session_meta,
+                    times["create"],
+                    times.get("insert"),
+                )
                 open_batches[key] = batch
-            batch.events.append(row.event)
+                hold(where)
+            try:  # Batch.add, inline: the event encoded while it is fresh
+                encoded = quick_encode(row.event)
+            except TypeError:  # what orjson does not encode (integers beyond 64 bits)
+                encoded = encode(row.event)
+            body = batch.body
+            body += encoded
+            batch.ends.append(len(body))
+            body += b","
             batch.positions.append(where)
             batch.raws.append(raw)
             if row.profile_ids:
@@ -487,7 +508,6 @@ class _Run:
                 batch.profile_meta = row.profile_meta
             if row.session_meta is not None and batch.session_meta is None:
                 batch.session_meta = row.session_meta
-            track(where)
             self.open_rows += 1
             if self.open_rows > max_open:
                 self._flush(next(iter(open_batches)))

@@ -50,6 +50,7 @@ __all__ = [
     "Mapper",
     "parse_time",
     "parse_timezone",
+    "utc_text",
     "uuid5",
 ]
 
@@ -189,6 +190,19 @@ def parse_time(value: object, field: str, zone: tzinfo | None) -> tuple[str, dat
         moment = value.astimezone(UTC)
         return format_utc(moment), moment
     return _epoch(value, value, field)
+
+
+def utc_text(wire: str) -> str:
+    """What :func:`~tracardi_tracker._times.format_utc` gives for the time whose wire form
+    (an event's ``time.create`` or ``time.insert`` as mapped: ``YYYY-MM-DDTHH:MM:SS``,
+    1 to 6 digits of a second or none, ``Z``) is ``wire``, from the text alone: a tenth
+    of the cost of formatting the datetime (a test checks the two agree)."""
+    if len(wire) == 20:  # no fraction of a second
+        return wire
+    fraction = wire[20:-1]
+    if not fraction.strip("0"):  # a whole second: written without a fraction
+        return wire[:19] + "Z"
+    return wire[:20] + fraction.ljust(6, "0") + "Z"
 
 
 def _from_iso(text: str) -> datetime:
@@ -679,7 +693,7 @@ class Mapper:
         zone = self.zone
         separator = self.mapping.list_separator
         slugs, slug_of = _slugger()
-        sha1 = hashlib.sha1
+        id_hash = hashlib.sha1(id_prefix, usedforsecurity=False)  # copied for each row
         variant = _VARIANT
         blank = object.__new__
 
@@ -701,8 +715,10 @@ class Mapper:
                 slug = slug_of(event_type)
 
             event_id = get("id")
-            if event_id is None:
-                digest = sha1(id_prefix + raw, usedforsecurity=False).hexdigest()
+            if event_id is None:  # uuid5_raw(id_prefix, raw), inline
+                hashed = id_hash.copy()
+                hashed.update(raw)
+                digest = hashed.hexdigest()
                 event_id = (
                     f"{digest[:8]}-{digest[8:12]}-5{digest[13:16]}-"
                     f"{variant[digest[16]]}{digest[17:20]}-{digest[20:32]}"
@@ -782,7 +798,10 @@ class Mapper:
                 profile_meta = profile.get("metadata")
             else:  # "profile": "p-1" is profile.id
                 profile_id = profile
-            if profile_id is not None:
+            if type(profile_id) is str and profile_id:  # _text's common case, inline
+                stripped = profile_id.strip()
+                profile_id = stripped if stripped else _text(profile_id, "profile.id")
+            elif profile_id is not None:
                 profile_id = _text(profile_id, "profile.id")
             if profile_ids is not None:
                 profile_ids = _strings(profile_ids, "profile.ids", separator) or None

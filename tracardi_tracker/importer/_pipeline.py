@@ -112,6 +112,7 @@ class Pipeline(Delivery):
             lambda: HttpConnection(url, timeout=timeout, headers=self.headers)
         )
         self._lanes = [_Lane(make()) for _ in range(concurrency)]
+        self._tls = connection_factory is not None or not url.lower().startswith("http:")
         self._depth = queue_depth
         self._stats = SenderStats()
         self._sessions: dict[str, str] = {}
@@ -129,9 +130,9 @@ class Pipeline(Delivery):
             return False
         lane = self._lanes[lane_of(batch.key, len(self._lanes))]
         lane.waiting.append(batch)
-        if lane.flight is None:
+        if lane.flight is None:  # sent at once; other lanes' answers wait for the next look
             self._start(lane)
-        if self._flying:
+        else:  # its lane is busy: pick up the answers that are in (this one's, perhaps)
             self._collect(0.0)
         while len(lane.waiting) > self._depth:
             if self.stop.is_set():
@@ -193,10 +194,10 @@ class Pipeline(Delivery):
         stats = self._stats
         while lane.waiting and not self.stop.is_set():
             batch = lane.waiting.popleft()
-            events = batch.events
-            body, sent_profile = self.payload(batch, events, self._sessions)
+            count = len(batch)
+            body, sent_profile = self.payload(batch, 0, count, self._sessions)
             if self.rate is not None:
-                delay = self.rate.reserve(len(events))
+                delay = self.rate.reserve(count)
                 if delay > 0:
                     self._pause(delay)
                     if self.stop.is_set():
@@ -209,7 +210,7 @@ class Pipeline(Delivery):
             except TransportError as error:
                 lane.flight = None
                 self._flying -= 1
-                error.event_ids = tuple(event["id"] for event in events)
+                error.event_ids = tuple(batch.event_ids())
                 self._careful(lane, batch, body, sent_profile, error)
                 continue
             return
@@ -235,7 +236,8 @@ class Pipeline(Delivery):
             if timeout > 0:
                 self.stop.wait(timeout)
             return
-        ready = [lane for lane in flying if lane.connection.ready()]
+        # bytes TLS holds that the socket does not show (a flying lane is connected)
+        ready = [lane for lane in flying if lane.connection.ready()] if self._tls else []
         if not ready:  # wait for the sockets (only those still connected are flying here)
             ready = select.select(flying, [], [], timeout)[0]
         for lane in ready:
@@ -259,7 +261,7 @@ class Pipeline(Delivery):
         try:
             answer = lane.connection.receive()
         except TransportError as error:
-            error.event_ids = tuple(event["id"] for event in batch.events)
+            error.event_ids = tuple(batch.event_ids())
             self._careful(lane, batch, body, sent_profile, error)
             return
         if answer.status in _SUCCESS:
@@ -267,13 +269,14 @@ class Pipeline(Delivery):
                 logger.warning("Tracardi accepted the payload with errors (226)")
             profile_id, session_id = _answer_ids(answer.content)
             self._acked.extend(batch.positions)
-            self._stats.sent += len(batch.events)
+            self.checkpoint.release(batch.positions)
+            self._stats.sent += len(batch)
             self.acknowledged(
                 self._stats, self._sessions, batch, sent_profile, profile_id, session_id
             )
             return
         try:
-            answer.interpret([event["id"] for event in batch.events])
+            answer.interpret(batch.event_ids())
         except DeliveryError as error:
             self._careful(lane, batch, body, sent_profile, error)
         else:  # pragma: no cover - interpret raises for every status not in _SUCCESS
@@ -299,6 +302,7 @@ class Pipeline(Delivery):
                 len(batch),
                 failed=(body, sent_profile, error),
             )
+            self.checkpoint.release(batch.positions)
         except _Stopped:
             pass
         except Abort as abort:
@@ -311,7 +315,7 @@ class Pipeline(Delivery):
         acked = self._acked
         if acked:
             self._acked = []
-            self.checkpoint.resolve(acked)
+            self.checkpoint.journal(acked)
         self._journaled = time.monotonic()
 
 

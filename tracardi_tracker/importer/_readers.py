@@ -233,15 +233,16 @@ _BLOCK = 256 * 1024
 
 
 def _lines(stream: IO[bytes]) -> Iterator[tuple[list[bytes], bool]]:
-    """The lines of ``stream`` (without their ends), a block of whole lines at a time, and
-    whether the block may hold an integer ``orjson`` would round (see :func:`fast_loads`):
-    checked for the block at once, which costs a fraction of checking each line."""
+    """The lines of ``stream`` (without their ends, ``\\n`` or ``\\r\\n``), a block of
+    whole lines at a time, and whether the block may hold an integer ``orjson`` would round
+    (see :func:`fast_loads`): both checked for the block at once, which costs a fraction of
+    checking each line."""
     rest = b""
     while True:
         block = stream.read(_BLOCK)
         if not block:
             if rest:
-                yield [rest], has_long_digit_run(rest)
+                yield [rest.rstrip(b"\r")], has_long_digit_run(rest)
             return
         if rest:
             block = rest + block
@@ -253,6 +254,8 @@ def _lines(stream: IO[bytes]) -> Iterator[tuple[list[bytes], bool]]:
         whole = block[:cut]
         lines = whole.split(b"\n")
         lines.pop()  # (empty: what follows the last line end)
+        if b"\r" in whole:  # (looked for in the block: once a line costs more)
+            lines = [line.rstrip(b"\r") for line in lines]
         yield lines, has_long_digit_run(whole)
 
 
@@ -260,9 +263,8 @@ def _jsonl(stream: IO[bytes]) -> Iterator[Record]:
     number = 0
     for lines, long_digits in _lines(stream):
         loads = fast_loads if long_digits else loads_checked_block
-        for line in lines:
+        for raw in lines:
             number += 1
-            raw = line.rstrip(b"\r")
             try:  # the common case: one object, decoded by orjson
                 data = loads(raw)
             except ValueError:

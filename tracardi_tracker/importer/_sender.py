@@ -35,7 +35,6 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,13 +42,13 @@ import attrs
 
 from .._retry import RetryPolicy, is_retryable
 from .._serialization import options_to_wire
-from .._times import format_utc
 from .._transport import TrackResponse, Transport
 from ..exceptions import DeliveryError, PayloadRejectedError, SourceRejectedError
 from ..models import Options
 from . import _json
 from ._checkpoint import Checkpoint
 from ._errors import RowError
+from ._mapping import utc_text
 
 __all__ = [
     "Abort",
@@ -79,12 +78,17 @@ def lane_of(key: str, lanes: int) -> int:
 class Batch:
     """Events of one session of one profile, in time order, and where their rows are.
 
-    ``session_meta`` and ``profile_meta`` are wire times (``None``: the batch's first
-    event's times, :meth:`first_times`).
+    The events are kept encoded, the moment each is added (:meth:`add`): ``body`` holds
+    them as UTF-8 JSON, each followed by a comma, and ``ends[i]`` is where event ``i``
+    ends; a payload splices them (:meth:`encoded`) instead of encoding objects that have
+    long gone cold. ``first_create`` and ``first_insert`` are the first event's wire times
+    (its ``time.create`` and ``time.insert``). ``session_meta`` and ``profile_meta`` are
+    wire times (``None``: the batch's first event's times, :meth:`first_times`).
     """
 
     __slots__ = (
-        "events",
+        "body",
+        "ends",
         "first_create",
         "first_insert",
         "key",
@@ -103,8 +107,8 @@ class Batch:
         profile_id: str | None,
         session_id: str,
         session_meta: WireTimes | None,
-        first_create: datetime,
-        first_insert: datetime | None,
+        first_create: str,
+        first_insert: str | None,
     ) -> None:
         self.key = key
         self.profile_id = profile_id
@@ -114,18 +118,45 @@ class Batch:
         self.session_meta = session_meta
         self.first_create = first_create
         self.first_insert = first_insert
-        self.events: list[dict[str, Any]] = []
+        self.body = bytearray()
+        self.ends: list[int] = []
         self.positions: list[int] = []
         self.raws: list[bytes] = []
 
     def __len__(self) -> int:
-        return len(self.events)
+        return len(self.ends)
+
+    def add(self, event: bytes, where: int, raw: bytes) -> None:
+        """Append one encoded event, the position of its row and the row as read (the
+        import loop does the same inline)."""
+        body = self.body
+        body += event
+        self.ends.append(len(body))
+        body += b","
+        self.positions.append(where)
+        self.raws.append(raw)
+
+    def encoded(self, start: int, end: int) -> memoryview:
+        """Events ``start:end`` as they go in a payload's list: joined by commas."""
+        begin = self.ends[start - 1] + 1 if start else 0
+        return memoryview(self.body)[begin : self.ends[end - 1]]
+
+    def event_ids(self, start: int = 0, end: int | None = None) -> list[str]:
+        """The ids of events ``start:end`` (read back from their JSON: for errors only)."""
+        ends = self.ends[start:end]
+        begin = self.ends[start - 1] + 1 if start else 0
+        ids = []
+        for stop in ends:
+            ids.append(str(_json.decode(bytes(self.body[begin:stop]))["id"]))
+            begin = stop + 1
+        return ids
 
     def first_times(self) -> WireTimes:
-        """The first event's times: ``create``, and ``insert`` (its own, else ``create``)."""
-        create = format_utc(self.first_create)
+        """The first event's times: ``create``, and ``insert`` (its own, else ``create``),
+        as :func:`~tracardi_tracker._times.format_utc` writes them."""
+        create = utc_text(self.first_create)
         insert = self.first_insert
-        return {"create": create, "insert": format_utc(insert) if insert is not None else create}
+        return {"create": create, "insert": utc_text(insert) if insert is not None else create}
 
 
 class RateLimiter:
@@ -307,13 +338,17 @@ class Delivery:
     def payload(
         self,
         batch: Batch,
-        events: list[dict[str, Any]],
+        start: int,
+        end: int,
         sessions: Mapping[str, str],
     ) -> tuple[bytes, str | None]:
-        """The payload of ``events`` of ``batch``, encoded, and the profile id it names.
+        """The payload of events ``start:end`` of ``batch``, encoded, and the profile id it
+        names.
 
         The same JSON as :func:`~tracardi_tracker._serialization.payload_to_wire` (a test
-        guards it), with the profile and session ids Tracardi replaced earlier.
+        guards it), with the profile and session ids Tracardi replaced earlier: everything
+        but the events is encoded here, and the events, encoded when they were added, are
+        spliced into its list.
         """
         profile_id = batch.profile_id
         profile_ids = batch.profile_ids
@@ -339,8 +374,9 @@ class Delivery:
             profile["metadata"] = batch.profile_meta or first or batch.first_times()
             payload["profile"] = profile
         payload["options"] = self._options_wire
-        payload["events"] = events
-        return _json.encode(payload), profile_id
+        payload["events"] = []
+        head = _json.encode(payload)  # ends with the empty list: ...,"events":[]}
+        return b"".join((memoryview(head)[:-2], batch.encoded(start, end), b"]}")), profile_id
 
     def acknowledged(
         self,
@@ -428,15 +464,14 @@ class Delivery:
         end: int,
         failed: tuple[bytes, str | None, DeliveryError] | None,
     ) -> tuple[TrackResponse, str | None]:
-        events = batch.events[start:end]
-        ids = [event["id"] for event in events]
+        ids = batch.event_ids(start, end)
         first_error: DeliveryError | None = None
         if failed is not None:
             body, profile_id, first_error = failed
         else:
-            body, profile_id = self.payload(batch, events, sessions)
+            body, profile_id = self.payload(batch, start, end, sessions)
             if self.rate is not None:
-                self.rate.acquire(len(events), self.stop)
+                self.rate.acquire(end - start, self.stop)
                 if self.stop.is_set():
                     raise _Stopped
 
@@ -610,6 +645,7 @@ class Sender(Delivery):
                 continue
             try:
                 self.send(transport, stats, sessions, batch, 0, len(batch))
+                self.checkpoint.release(batch.positions)
             except _Stopped:
                 continue
             except Abort as abort:

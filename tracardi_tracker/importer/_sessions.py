@@ -24,10 +24,8 @@ table) raises :class:`OutOfOrderError`: the row is rejected and the import goes 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 
-from .._times import format_utc
-from ._mapping import SESSION_NAMESPACE, MappedRow, uuid5_raw
+from ._mapping import SESSION_NAMESPACE, MappedRow, utc_text, uuid5_raw
 
 __all__ = ["DEFAULT_MAX_PROFILES", "OutOfOrderError", "Sessioniser"]
 
@@ -113,7 +111,7 @@ class Sessioniser:
         else:
             if entry.session is None or t - entry.last > self.gap:
                 entry.session = uuid5_raw(self._prefix, f"{key}\n{round(t * 1e6)}".encode())
-                entry.start = _start(row.create, row.insert)
+                entry.start = _start(row.event["time"])
                 entry.started = t
                 self.derived += 1
             result = (entry.session, entry.start)
@@ -153,6 +151,9 @@ class Sessioniser:
                 self._on_close(key)
 
 
-def _start(create: datetime, insert: datetime | None) -> dict[str, str]:
-    text = format_utc(create)
-    return {"create": text, "insert": format_utc(insert) if insert is not None else text}
+def _start(times: dict[str, str]) -> dict[str, str]:
+    """A session's metadata times: its first event's (wire) times as ``format_utc`` writes
+    them, ``insert`` defaulting to ``create``."""
+    create = utc_text(times["create"])
+    insert = times.get("insert")
+    return {"create": create, "insert": utc_text(insert) if insert is not None else create}
