@@ -176,7 +176,7 @@ def deliver(
         first.visitor,
         first.session_id,
         [envelope.event_id for envelope in envelopes],
-        _encoded_events(envelopes),
+        [envelope.event_json for envelope in envelopes],
         stop_event=stop_event,
         on_retry=on_retry,
         max_bytes=max_bytes,
@@ -246,15 +246,6 @@ def deliver_events(
         raise
     finally:
         visitor.end_send(session_id, head.profile_id, answer)
-
-
-def _encoded_events(envelopes: Sequence[Envelope]) -> list[bytes]:
-    """The events' JSON; read straight off the envelopes when all are encoded (spooled
-    ones are), a property call per event otherwise."""
-    encoded = [envelope.encoded for envelope in envelopes]
-    if None in encoded:
-        return [envelope.event_json for envelope in envelopes]
-    return encoded  # type: ignore[return-value]  # no None left
 
 
 class _Callbacks:
