@@ -368,9 +368,7 @@ class BackgroundEmitter:
             stranded = list(self._outbox)
             self._outbox.clear()
         for batch in stranded:
-            self._give_up(batch.envelopes())
-            with self._lock:
-                self._held -= len(batch)
+            self._give_up_batch(batch)
         if self._spool is not None:
             self._spool.release()
         if not any(thread.is_alive() for thread in threads):
@@ -393,6 +391,12 @@ class BackgroundEmitter:
             event_ids=[envelope.event_id for envelope in envelopes],
         )
         self._callbacks.failure(envelopes, error)
+
+    def _give_up_batch(self, batch: _Batch) -> None:
+        """:meth:`_give_up` a batch the worker took from the queue, and settle its count."""
+        self._give_up(batch.envelopes())
+        with self._lock:
+            self._held -= len(batch)
 
     def stats(self) -> Stats:
         """Queued, sent, retried, failed, dropped and spooled counts."""
@@ -446,9 +450,7 @@ class BackgroundEmitter:
             if self._wake.wait(wait):
                 self._wake.clear()
         for batch in [*full, *buffers.values()]:
-            self._give_up(batch.envelopes())
-            with self._lock:
-                self._held -= len(batch)
+            self._give_up_batch(batch)
         with self._outbox_changed:
             self._worker_done = True  # the senders end once the outbox is empty
             self._outbox_changed.notify_all()
@@ -533,9 +535,7 @@ class BackgroundEmitter:
         not as objects. (The payload is built when it goes, with the ids adopted by
         then.)"""
         if self._stop.is_set():  # closing: no new request, keep or report the events
-            self._give_up(batch.envelopes())
-            with self._lock:
-                self._held -= len(batch)
+            self._give_up_batch(batch)
             return
         with self._outbox_changed:
             self._outbox.append(batch)
@@ -576,9 +576,7 @@ class BackgroundEmitter:
 
     def _send(self, batch: _Batch) -> None:
         if self._stop.is_set():  # closing: no new request, keep or report the events
-            self._give_up(batch.envelopes())
-            with self._lock:
-                self._held -= len(batch)
+            self._give_up_batch(batch)
             return
         try:
             response = deliver_events(
