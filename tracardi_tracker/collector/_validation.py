@@ -946,28 +946,20 @@ def _fast_payload(
     session_metadata: dict[str, str | None] | None = None
     session = data.get("session")
     if session is not None:
-        if type(session) is not dict or not _FAST_SESSION_KEYS.issuperset(session):
+        taken = _fast_entity(session, _FAST_SESSION_KEYS, now_text)
+        if taken is None:
             return None
-        session_id = session.get("id")
-        if type(session_id) is not str:
-            return None
-        metadata = _fast_metadata(session.get("metadata"), now_text)
-        if metadata is _NOT_FAST:
-            return None
+        session_id, metadata = taken
         session_metadata = metadata if extras else None
     profile_id: str | None = None
     profile_metadata: dict[str, str | None] | None = None
     profile_ids: tuple[str, ...] = ()
     profile = data.get("profile")
     if profile is not None:
-        if type(profile) is not dict or not _FAST_PROFILE_KEYS.issuperset(profile):
+        taken = _fast_entity(profile, _FAST_PROFILE_KEYS, now_text)
+        if taken is None:
             return None
-        profile_id = profile.get("id")
-        if type(profile_id) is not str:
-            return None
-        metadata = _fast_metadata(profile.get("metadata"), now_text)
-        if metadata is _NOT_FAST:
-            return None
+        profile_id, metadata = taken
         ids = profile.get("ids")
         if ids is not None:
             if type(ids) is not list or any(type(item) is not str for item in ids):
@@ -1016,6 +1008,22 @@ def _fast_payload(
 
 _NOT_FAST: dict[str, str | None] = {}
 """What :func:`_fast_metadata` returns for metadata the fast path does not take."""
+
+
+def _fast_entity(
+    value: object, keys: frozenset[str], now_text: str
+) -> tuple[str, dict[str, str | None] | None] | None:
+    """A session's or profile's id and metadata, when the entity takes the fast path
+    (a dict of ``keys`` only, a string id, metadata :func:`_fast_metadata` takes)."""
+    if type(value) is not dict or not keys.issuperset(value):
+        return None
+    entity_id = value.get("id")
+    if type(entity_id) is not str:
+        return None
+    metadata = _fast_metadata(value.get("metadata"), now_text)
+    if metadata is _NOT_FAST:
+        return None
+    return entity_id, metadata
 
 
 def _fast_metadata(value: object, now_text: str) -> dict[str, str | None] | None:
