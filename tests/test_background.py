@@ -56,6 +56,12 @@ class Failures:
         return [event_id for ids, _ in self.reports for event_id in ids]
 
 
+def track_for_ten_visitors(tracker: Tracker) -> list[str]:
+    """Track 1,000 events for ten visitors in turn; their ids, in order."""
+    people = [Subject(user_id=f"u{n}") for n in range(10)]
+    return [tracker.track(Event("x", {"n": n}, event_subject=people[n % 10])) for n in range(1000)]
+
+
 @pytest.fixture
 def make_background() -> Iterator[Callable[..., tuple[Tracker, BackgroundEmitter]]]:
     made: list[BackgroundEmitter] = []
@@ -100,9 +106,7 @@ def test_events_wait_encoded_not_as_objects_while_the_server_is_slow(
     gate = Gate()
     transport = CapturingTransport(gate)
     tracker, emitter = make_background(transport, batch_size=10)
-    people = [Subject(user_id=f"u{n}") for n in range(10)]
-    for n in range(1000):
-        tracker.track(Event("x", {"n": n}, event_subject=people[n % 10]))
+    track_for_ten_visitors(tracker)
     assert gate.waiting.wait(5)
     deadline = time.monotonic() + 5
     while emitter._queue and time.monotonic() < deadline:  # the worker goes on encoding
@@ -122,8 +126,7 @@ def test_close_reports_what_waits_behind_senders_stuck_in_a_request(
     gate = Gate()  # never opened: the server holds every request
     failures = Failures()
     tracker, _ = make_background(CapturingTransport(gate), batch_size=10, on_failure=failures)
-    people = [Subject(user_id=f"u{n}") for n in range(10)]
-    ids = [tracker.track(Event("x", event_subject=people[n % 10])) for n in range(1000)]
+    ids = track_for_ten_visitors(tracker)
     assert gate.waiting.wait(5)
     started = time.monotonic()
     assert tracker.close(0.3) == 1000
