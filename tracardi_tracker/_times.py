@@ -46,9 +46,8 @@ _SECOND_TEXTS: dict[int, str] = {}
 def _second_text(second: int) -> str:
     if len(_SECOND_TEXTS) >= 512:
         _SECOND_TEXTS.clear()
-    text = _SECOND_TEXTS[second] = (_EPOCH + timedelta(seconds=second)).isoformat(
-        timespec="seconds"
-    )[:-6]
+    text = (_EPOCH + timedelta(seconds=second)).isoformat(timespec="seconds")[:-6]
+    _SECOND_TEXTS[second] = text
     return text
 
 

@@ -144,8 +144,7 @@ class BaseEvent:
       Give one (at most 64 characters) to make re-sends idempotent.
     """
 
-    # checked together in __attrs_post_init__, not by a validator each: making an event
-    # is on the caller's path, and these are mostly None
+    # checked together in __attrs_post_init__
     event_subject: Subject | None = attrs.field(default=None, kw_only=True)
     context: Mapping[str, Any] | Sequence[SelfDescribingJson] | None = attrs.field(
         default=None, kw_only=True, converter=_copy_context
@@ -162,6 +161,8 @@ class BaseEvent:
     collection time (``time.insert``). :attr:`made_at` gives it as a datetime."""
 
     def __attrs_post_init__(self) -> None:
+        """Check the common fields, in one call rather than a validator each (making an
+        event is on the caller's path, and these fields are mostly ``None``)."""
         fields = _BASE_FIELDS
         if self.event_subject is not None:
             _check_subject(self, fields.event_subject, self.event_subject)
