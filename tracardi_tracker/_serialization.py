@@ -475,10 +475,15 @@ def encode_payload(payload: JsonDict, events: Sequence[bytes]) -> bytes:
     Events are encoded as soon as the worker takes them, so they wait as bytes, which
     the garbage collector never scans, rather than as dicts.
     """
-    encoded = dumps(payload)
-    if not encoded.endswith(_EVENTS_LAST):  # payload_to_wire puts "events" last, empty
+    return splice_events(dumps(payload), b",".join(events))
+
+
+def splice_events(encoded_payload: bytes, events: bytes | memoryview) -> bytes:
+    """A payload encoded with an empty ``events`` list last (as :func:`payload_to_wire`
+    puts it), with ``events`` (encoded events joined by commas) put into that list."""
+    if not encoded_payload.endswith(_EVENTS_LAST):
         raise ValueError("the payload must end with an empty events list")
-    return b"".join((encoded[:-3], b"[", b",".join(events), b"]}"))
+    return b"".join((memoryview(encoded_payload)[:-2], events, b"]}"))
 
 
 def _stdlib_dumps(payload: Any) -> bytes:

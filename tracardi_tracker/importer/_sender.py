@@ -41,7 +41,7 @@ from typing import IO, Any
 import attrs
 
 from .._retry import RetryPolicy, is_retryable
-from .._serialization import options_to_wire
+from .._serialization import options_to_wire, splice_events
 from .._transport import TrackResponse, Transport
 from ..exceptions import DeliveryError, PayloadRejectedError, SourceRejectedError
 from ..models import Options
@@ -375,8 +375,7 @@ class Delivery:
             payload["profile"] = profile
         payload["options"] = self._options_wire
         payload["events"] = []
-        head = _json.encode(payload)  # ends with the empty list: ...,"events":[]}
-        return b"".join((memoryview(head)[:-2], batch.encoded(start, end), b"]}")), profile_id
+        return splice_events(_json.encode(payload), batch.encoded(start, end)), profile_id
 
     def acknowledged(
         self,
