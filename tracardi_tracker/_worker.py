@@ -1,16 +1,16 @@
 """The background emitter: a bounded queue, a worker thread and senders, batching,
 fork and exit.
 
-Shape (after sentry-python's worker): the caller's ``emit()`` only appends to a
-deque and, when a batch is ready, wakes the worker; the threads are started lazily
-under a lock and re-made in a forked child (which drops the parent's queue: the
-parent sends those). The work is shared so that encoding events overlaps with the
-server's handling of the payloads before:
+Shape: the caller's ``emit()`` encodes the event and appends its id and JSON to its
+visitor's buffer (one lock, held for a few list appends); a full buffer goes straight
+to the outbox. So an event waits as bytes from the moment ``track()`` returns: cheap
+to hold, and nothing the garbage collector scans outlives the call (a queue of event
+objects that waited for a thread to encode them made the collector's full passes
+cost more than the encoding). The threads are started lazily under a lock and made
+anew in a forked child (which drops the parent's buffers: the parent sends those):
 
-- the *worker* encodes each queued event (it then waits as bytes, cheap to hold and
-  never scanned by the garbage collector), sorts events into per-visitor buffers,
-  decides when a buffer goes and hands it to the senders through an outbox, never
-  waiting for them (a slow server must not leave events queued as objects);
+- the *worker* hands over buffers whose oldest event has waited ``flush_interval``,
+  and every buffer on ``flush()``;
 - the *senders* (two by default) post payloads side by side for different visitors,
   one at a time per visitor in the order they were handed over, so each visitor's
   order and the first-payload gate hold, and retry with waits that end at once on
@@ -63,17 +63,19 @@ _BatchKey = tuple[Visitor, str]
 
 
 class _Batch:
-    """One payload's worth of a visitor's session with one payload head, as the worker
+    """One payload's worth of a visitor's session with one payload head, as ``emit()``
     fills it and a sender posts it: the events' ids and JSON in flat lists, with no
     object per event, so what waits is compact and lengthens no pass of the garbage
     collector. Envelopes are made again only for callbacks and reports."""
 
-    __slots__ = ("bodies", "head", "ids", "seqs", "session_id", "visitor")
+    __slots__ = ("bodies", "born", "head", "ids", "seqs", "session_id", "size", "visitor")
 
-    def __init__(self, head: PayloadHead, visitor: Visitor, session_id: str) -> None:
+    def __init__(self, head: PayloadHead, visitor: Visitor, session_id: str, born: float) -> None:
         self.head = head
         self.visitor = visitor
         self.session_id = session_id
+        self.born = born  # when its first event came (time.monotonic())
+        self.size = 0  # the events' JSON, in bytes
         self.ids: list[str] = []
         self.bodies: list[bytes] = []
         self.seqs: list[int | None] = []  # the events' spool rows, with a spool
@@ -159,6 +161,7 @@ class BackgroundEmitter:
         max_queue: int = 100_000,
         batch_size: int = 500,
         max_batch_bytes: int = 5_000_000,
+        max_buffer_bytes: int = 8_000_000,
         flush_interval: float = 0.5,
         on_full: FullPolicy = "block",
         block_timeout: float = 1.0,
@@ -184,6 +187,7 @@ class BackgroundEmitter:
         self.max_queue = max_queue
         self.batch_size = batch_size
         self.max_batch_bytes = max_batch_bytes
+        self.max_buffer_bytes = max_buffer_bytes
         self.flush_interval = flush_interval
         self.on_full = on_full
         self.block_timeout = block_timeout
@@ -200,27 +204,29 @@ class BackgroundEmitter:
         self._setup()
         if self._spool_path is not None:
             self._spool = Spool(self._spool_path)
-            self._queue.extend(self._spool.claim_orphans())
-            if self._queue:
+            for envelope in self._spool.claim_orphans():
+                self._buffer(envelope, envelope.event_json)
+            if self._held:
                 self._start()  # a previous run's events go out first
         _register(self)
 
     def _setup(self) -> None:
         """(Re)make every piece of state a forked child must not share."""
         self._pid = os.getpid()
-        self._queue: deque[Envelope] = deque()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the buffers, the outbox and the counts
+        self._buffers: dict[_BatchKey, _Batch] = {}  # oldest first (insertion order)
+        self._outbox: deque[_Batch] = deque()
+        self._outbox_changed = threading.Condition(self._lock)
+        self._in_flight: set[Visitor] = set()  # visitors with a payload being sent
         self._wake = threading.Event()
         self._room = threading.Condition(threading.Lock())
         self._idle = threading.Condition(threading.Lock())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._senders: list[threading.Thread] = []
-        self._outbox: deque[_Batch] = deque()
-        self._outbox_changed = threading.Condition(threading.Lock())
-        self._in_flight: set[Visitor] = set()  # visitors with a payload being sent
-        self._worker_done = False  # no more payloads will come to the outbox
-        self._held = 0  # taken from the queue by the worker and not yet settled
+        self._closing = False  # close() took the buffers: no more payloads will come
+        self._held = 0  # buffered, in the outbox or being sent, and not yet settled
+        self._buffered = 0  # bytes of JSON in the buffers
         self._flushers = 0  # flush() calls under way: the worker sends every buffer
         self._sent = self._retried = self._failed = self._dropped = self._spooled = 0
 
@@ -234,7 +240,8 @@ class BackgroundEmitter:
     # -- the caller's side ---------------------------------------------------------
 
     def emit(self, envelope: Envelope) -> None:
-        """Queue ``envelope``; never blocks on the network.
+        """Encode ``envelope``'s event into its visitor's buffer; never blocks on the
+        network.
 
         A forked child's state was already made anew by the ``register_at_fork`` hook,
         so the hot path needs no process-id check.
@@ -242,27 +249,67 @@ class BackgroundEmitter:
         if self._closed:
             raise TrackerClosedError("the emitter is closed")
         if self._spool is not None:
-            self._spool.add(envelope)
-        queue = self._queue
-        if len(queue) + self._held >= self.max_queue and not self._make_room(envelope):
+            self._spool.add(envelope)  # encodes it, too
+        if self._held >= self.max_queue and not self._make_room(envelope):
             return
-        queue.append(envelope)
+        body = envelope.encoded
+        if body is None:
+            # inline, and no contextlib.suppress: this runs per event
+            try:
+                body = encode_event(
+                    envelope.source,  # type: ignore[arg-type]  # set until encoded
+                    envelope.event_id,
+                    envelope.tags,
+                )
+            except Exception as error:  # a bug in a conversion: report this one event
+                self._reject(envelope, error)
+                return
+        self._buffer(envelope, body)
         if self._thread is None:
             self._start()
-        elif len(queue) % self.batch_size == 0:
-            self._wake.set()  # another batch's worth waits: drain it now, not at the interval
+
+    def _buffer(self, envelope: Envelope, body: bytes) -> None:
+        """Append an encoded event to its visitor's buffer, and hand the buffer over when
+        it is full. An event whose payload head differs from its buffer's (the visitor's
+        subject changed) closes that buffer: it goes first."""
+        key = (envelope.visitor, envelope.session_id)
+        head = envelope.head
+        with self._lock:
+            if not self._closing:
+                buffers = self._buffers
+                batch = buffers.get(key)
+                if batch is None or (batch.head is not head and batch.head != head):
+                    if batch is not None:
+                        self._hand_over(buffers.pop(key))
+                    batch = buffers[key] = _Batch(
+                        head, envelope.visitor, envelope.session_id, time.monotonic()
+                    )
+                batch.ids.append(envelope.event_id)
+                batch.bodies.append(body)
+                if self._spool is not None:
+                    batch.seqs.append(envelope.spool_seq)
+                self._held += 1
+                size = len(body)
+                batch.size += size
+                if len(batch.ids) >= self.batch_size or batch.size >= self.max_batch_bytes:
+                    self._hand_over(buffers.pop(key))
+                elif self._buffered + size > self.max_buffer_bytes:
+                    self._hand_over(buffers.pop(_largest(buffers)))
+                self._buffered += size
+                return
+        self._give_up([envelope])  # close() already took the buffers
 
     def _make_room(self, envelope: Envelope) -> bool:
         """Apply the full-queue policy; True when ``envelope`` may be queued."""
         if self.on_full == "drop_oldest":
-            try:
-                oldest = self._queue.popleft()
-            except IndexError:
-                return True
-            self._drop(oldest)
-            return True
+            oldest = self._take_oldest()
+            if oldest is not None:
+                self._drop(oldest)
+            return True  # nothing waits in a buffer: what is held is being sent
         if self.on_full == "block" and not _on_event_loop():
-            self._wake.set()
+            with self._lock:  # every buffer to the senders: room comes as they send
+                for key in list(self._buffers):
+                    self._hand_over(self._buffers.pop(key))
             deadline = time.monotonic() + self.block_timeout
             with self._room:
                 while self.pending() >= self.max_queue:
@@ -274,6 +321,34 @@ class BackgroundEmitter:
                 return True
         self._drop(envelope)
         return False
+
+    def _take_oldest(self) -> Envelope | None:
+        """Take the oldest event not being sent: from the outbox's first payload (a
+        sender took those in flight out of it), else from the oldest buffer."""
+        with self._lock:
+            for batch in (*self._outbox, *self._buffers.values()):
+                event_id, body = batch.ids.pop(0), batch.bodies.pop(0)
+                seq = batch.seqs.pop(0) if batch.seqs else None
+                batch.size -= len(body)
+                sent_off = batch in self._outbox
+                if not sent_off:
+                    self._buffered -= len(body)
+                if not batch.ids:
+                    if sent_off:
+                        self._outbox.remove(batch)
+                    else:
+                        del self._buffers[(batch.visitor, batch.session_id)]
+                self._held -= 1
+                return Envelope(
+                    event_id,
+                    None,
+                    batch.session_id,
+                    batch.head,
+                    batch.visitor,
+                    encoded=body,
+                    spool_seq=seq,
+                )
+        return None
 
     def _drop(self, envelope: Envelope) -> None:
         if self._spool is not None:
@@ -306,8 +381,8 @@ class BackgroundEmitter:
     # -- flushing and closing ---------------------------------------------------
 
     def pending(self) -> int:
-        """Events queued, waiting in a visitor's buffer, or being sent now."""
-        return len(self._queue) + self._held
+        """Events waiting in a visitor's buffer or in the outbox, or being sent now."""
+        return self._held
 
     def flush(self, timeout: float | None = None) -> int:
         """Send everything queued, waiting at most ``timeout`` seconds (forever if None).
@@ -354,16 +429,17 @@ class BackgroundEmitter:
         self._stop.set()  # ends retry waits at once; no new request is started
         self._wake.set()
         with self._outbox_changed:
+            self._closing = True  # the senders end once the outbox is empty
+            leftovers = list(self._buffers.values())
+            self._buffers.clear()
+            self._buffered = 0
             self._outbox_changed.notify_all()
+        for batch in leftovers:
+            self._give_up_batch(batch)
         threads = [thread for thread in (self._thread, *self._senders) if thread is not None]
         for thread in threads:  # a request in flight cannot be cut short: wait what is left
             left = 2.0 if deadline is None else deadline - time.monotonic()
             thread.join(max(0.0, min(2.0, left)))
-        leftovers: list[Envelope] = []
-        while self._queue:
-            leftovers.append(self._queue.popleft())
-        if leftovers:
-            self._give_up(leftovers)
         with self._outbox_changed:  # senders stuck in a request will not reach these
             stranded = list(self._outbox)
             self._outbox.clear()
@@ -393,7 +469,7 @@ class BackgroundEmitter:
         self._callbacks.failure(envelopes, error)
 
     def _give_up_batch(self, batch: _Batch) -> None:
-        """:meth:`_give_up` a batch the worker took from the queue, and settle its count."""
+        """:meth:`_give_up` a buffered or handed-over batch, and settle its count."""
         self._give_up(batch.envelopes())
         with self._lock:
             self._held -= len(batch)
@@ -413,110 +489,41 @@ class BackgroundEmitter:
     # -- the worker's side ---------------------------------------------------------
 
     def _run(self) -> None:
-        """Move queued events into per-visitor buffers and send each buffer when it is
-        full, when its oldest event has waited ``flush_interval``, or on a flush."""
-        queue = self._queue
-        buffers: dict[_BatchKey, _Batch] = {}
-        born: dict[_BatchKey, float] = {}
-        full: list[_Batch] = []  # buffers that reached batch_size or were closed, in order
+        """Hand over each buffer whose oldest event has waited ``flush_interval``, and
+        every buffer while a ``flush()`` is under way (full ones go from ``emit()``)."""
+        buffers = self._buffers
         interval = self.flush_interval
         while not self._stop.is_set():
-            if queue:
-                self._drain(buffers, born, full)
             now = time.monotonic()
-            if self._flushers:
-                due = list(buffers)
-            else:
-                due = []
-                for key, since in born.items():  # oldest first: stop at the first young one
-                    if now - since < interval:
-                        break
-                    due.append(key)
-            if full or due:
-                ready, full = full, []
-                ready.extend(buffers.pop(key) for key in due)
+            with self._lock:
+                if self._flushers:
+                    due = list(buffers)
+                else:
+                    due = []
+                    for key, batch in buffers.items():  # oldest first: stop at a young one
+                        if now - batch.born < interval:
+                            break
+                        due.append(key)
                 for key in due:
-                    del born[key]
-                for batch in ready:
-                    self._hand_over(batch)
-                continue
-            if not buffers:
-                if not self.pending():  # not while the sender is busy: flush() would
+                    self._hand_over(buffers.pop(key))
+                oldest = next(iter(buffers.values()), None)
+            stock_event_ids()  # the callers' next ids, made here rather than in track()
+            if oldest is None:
+                if not self.pending():  # not while the senders are busy: flush() would
                     with self._idle:  # wake, find events pending and wake this again
                         self._idle.notify_all()
                 wait = interval
             else:
-                wait = max(0.0, next(iter(born.values())) + interval - now)
+                wait = max(0.0, oldest.born + interval - now)
             if self._wake.wait(wait):
                 self._wake.clear()
-        for batch in [*full, *buffers.values()]:
-            self._give_up_batch(batch)
-        with self._outbox_changed:
-            self._worker_done = True  # the senders end once the outbox is empty
-            self._outbox_changed.notify_all()
         with self._idle:
             self._idle.notify_all()
-
-    def _drain(
-        self,
-        buffers: dict[_BatchKey, _Batch],
-        born: dict[_BatchKey, float],
-        full: list[_Batch],
-    ) -> None:
-        """Encode what is queued into the buffers (counted as held before it is popped,
-        so :meth:`pending` never reads low). An event whose payload head differs from its
-        buffer's (the visitor's subject changed) closes that buffer: it goes first."""
-        queue = self._queue
-        count = len(queue)
-        with self._lock:
-            self._held += count
-        now = time.monotonic()
-        batch_size = self.batch_size
-        spooled = self._spool is not None
-        popleft = queue.popleft
-        encode = encode_event
-        for taken in range(count):
-            try:
-                envelope = popleft()
-            except IndexError:  # close() took the rest to report them itself
-                with self._lock:
-                    self._held -= count - taken
-                return
-            body = envelope.encoded  # set for a spooled event
-            if body is None:
-                # inline, and no contextlib.suppress: this runs per event
-                try:
-                    body = encode(
-                        envelope.source,  # type: ignore[arg-type]  # set until encoded
-                        envelope.event_id,
-                        envelope.tags,
-                    )
-                except Exception as error:  # a bug in a conversion: report this one event
-                    self._reject(envelope, error)
-                    continue
-            key = (envelope.visitor, envelope.session_id)
-            head = envelope.head
-            batch = buffers.get(key)
-            if batch is None or (batch.head is not head and batch.head != head):
-                if batch is not None:
-                    full.append(batch)
-                    del born[key]
-                batch = buffers[key] = _Batch(head, envelope.visitor, envelope.session_id)
-                born[key] = now
-            batch.ids.append(envelope.event_id)
-            batch.bodies.append(body)
-            if spooled:
-                batch.seqs.append(envelope.spool_seq)
-            if len(batch.ids) >= batch_size:  # ready: the key's next event starts a new one
-                full.append(buffers.pop(key))
-                del born[key]
-        stock_event_ids()  # the callers' next ids, made here rather than in track()
 
     def _reject(self, envelope: Envelope, error: Exception) -> None:
         """Report an event that could not be encoded (and let the spool forget it)."""
         logger.exception("an event could not be encoded")
         with self._lock:
-            self._held -= 1
             self._failed += 1
         if self._spool is not None:
             self._spool.remove([envelope])
@@ -530,16 +537,12 @@ class BackgroundEmitter:
             self._retried += 1
 
     def _hand_over(self, batch: _Batch) -> None:
-        """Put a buffer in the outbox, in order, without waiting: the worker goes back
-        to encoding what is queued while the senders are busy, so events wait encoded,
-        not as objects. (The payload is built when it goes, with the ids adopted by
-        then.)"""
-        if self._stop.is_set():  # closing: no new request, keep or report the events
-            self._give_up_batch(batch)
-            return
-        with self._outbox_changed:
-            self._outbox.append(batch)
-            self._outbox_changed.notify_all()
+        """Put a buffer in the outbox, in order, without waiting for the senders (called
+        under ``_lock``). The payload is built when it goes, with the ids adopted by
+        then; after ``close()``'s deadline a sender gives it up instead."""
+        self._buffered -= batch.size
+        self._outbox.append(batch)
+        self._outbox_changed.notify_all()
 
     def _send_loop(self) -> None:
         """A sender thread: post the outbox's payloads until the worker ends. Senders
@@ -549,7 +552,7 @@ class BackgroundEmitter:
         while True:
             with self._outbox_changed:
                 while (batch := self._take_batch()) is None:
-                    if self._worker_done and not self._outbox:
+                    if self._closing and not self._outbox:
                         return
                     self._outbox_changed.wait()
             try:
@@ -558,6 +561,7 @@ class BackgroundEmitter:
                 with self._outbox_changed:
                     self._in_flight.discard(batch.visitor)
                     self._outbox_changed.notify_all()
+            stock_event_ids()  # the callers' next ids, made here rather than in track()
             with self._idle:
                 self._idle.notify_all()
             with self._room:
@@ -618,6 +622,11 @@ class BackgroundEmitter:
         if not error.event_ids:
             error.event_ids = tuple(batch.ids)
         self._callbacks.failure(batch.envelopes(), error)
+
+
+def _largest(buffers: dict[_BatchKey, _Batch]) -> _BatchKey:
+    """The key of the buffer holding the most bytes."""
+    return max(buffers.items(), key=lambda item: item[1].size)[0]
 
 
 def _on_event_loop() -> bool:

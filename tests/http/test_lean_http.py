@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -248,6 +249,19 @@ def test_a_stalled_server_is_a_transport_error_carrying_the_event_ids() -> None:
         pytest.raises(TransportError, match=r"within 0\.3s") as raised,
     ):
         lean.post(server.url, BODY, event_ids=["e-1"])
+    lean.close()
+    assert raised.value.event_ids == ("e-1",)
+    assert is_retryable(raised.value)
+
+
+def test_a_server_that_stops_reading_times_out_the_send_as_a_transport_error() -> None:
+    lean = LeanTransport(timeout=0.3)
+    with socket.create_server(("127.0.0.1", 0)) as deaf:  # accepts, never reads
+        url = f"http://127.0.0.1:{deaf.getsockname()[1]}/track"
+        started = time.monotonic()
+        with pytest.raises(TransportError, match=r"within 0\.3s") as raised:
+            lean.post(url, b"x" * 64_000_000, event_ids=["e-1"])  # more than the buffers hold
+        assert time.monotonic() - started < 5
     lean.close()
     assert raised.value.event_ids == ("e-1",)
     assert is_retryable(raised.value)
