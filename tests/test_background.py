@@ -116,6 +116,44 @@ def test_events_wait_encoded_not_as_objects_while_the_server_is_slow(
     assert len(transport.events) == 1000
 
 
+def test_a_visitor_buffer_goes_when_its_json_reaches_max_batch_bytes(
+    make_background: Any,
+) -> None:
+    transport = CapturingTransport()
+    tracker, _ = make_background(
+        transport, batch_size=1000, max_batch_bytes=2_000, flush_interval=60
+    )
+    ids = [tracker.track(Event("x", {"text": "a" * 200})) for _ in range(30)]
+    deadline = time.monotonic() + 5
+    while len(transport.events) < 20 and time.monotonic() < deadline:  # no flush()
+        time.sleep(0.01)
+    sizes = [len(payload["events"]) for payload in transport.payloads]
+    assert sizes
+    assert all(size < 30 for size in sizes)
+    assert tracker.flush(5) == 0
+    assert [event["id"] for event in transport.events] == ids
+
+
+def test_over_max_buffer_bytes_the_fullest_buffer_goes_first(make_background: Any) -> None:
+    transport = CapturingTransport()
+    tracker, emitter = make_background(
+        transport, batch_size=1000, max_buffer_bytes=20_000, flush_interval=60
+    )
+    heavy, light = Subject(user_id="heavy"), Subject(user_id="light")
+    for n in range(5):
+        tracker.track(Event("x", {"n": n}, event_subject=light))
+    for n in range(200):  # about 175 bytes each: over the bound at about the 115th
+        tracker.track(Event("x", {"n": n, "pad": "p" * 20}, event_subject=heavy))
+    deadline = time.monotonic() + 5
+    while not transport.payloads and time.monotonic() < deadline:  # no flush()
+        time.sleep(0.01)
+    first = transport.payloads[0]  # the heavy visitor's, not the light one's (older)
+    assert all("pad" in event["properties"] for event in first["events"])
+    assert emitter._buffered <= 20_000
+    assert tracker.flush(5) == 0
+    assert len(transport.events) == 205
+
+
 def test_close_reports_what_waits_behind_senders_stuck_in_a_request(
     make_background: Any,
 ) -> None:

@@ -16,7 +16,7 @@ its kind:
 - ``E``: an event (``uint64`` seq, ``uint32`` head number, ``float64`` unix time,
   ``uint32`` length of the JSON ``{"i": event id, "s": session id, "v": visitor key,
   "p": profile hint}`` that follows, then the event's wire form as JSON: the
-  envelope's ``event_json``, which the worker then sends as is);
+  envelope's ``event_json``, which the emitter then sends as is);
 - ``A``: an acknowledgement: ``(first, last)`` ``uint64`` pairs of runs of seqs
   delivered (or finally rejected).
 
@@ -38,9 +38,9 @@ SQLite spool). The file's blocks are allocated when the log is made
 is made, never a ``SIGBUS`` while writing into it.
 
 The first log is made by the first ``add()`` (a forked child that tracks nothing
-makes none). When a log is half full the worker makes the next one
-(:meth:`Spool.remove` runs in its thread), so ``track()`` only switches to it; it
-makes one itself only when the worker had no chance to (during an outage, say). An
+makes none). When a log is half full a sender makes the next one
+(:meth:`Spool.acknowledge` runs in its thread), so ``track()`` only switches to it; it
+makes one itself only when no sender had the chance to (during an outage, say). An
 emitter so keeps one or two logs of ``_SEGMENT_BYTES`` (4 MiB) on disk, plus the
 full ones whose events are not yet delivered.
 
@@ -173,7 +173,7 @@ class Spool:
         self._logs: dict[int, _Log] = {}
         self._next_index = 1
         self._current: _Log | None = None  # the log add() writes to, made on first use
-        self._spare: _Log | None = None  # the next one, made by the worker in advance
+        self._spare: _Log | None = None  # the next one, made by a sender in advance
         self._making_spare = False
         self._doomed: list[_Log] = []  # forgotten logs, deleted outside the lock
         self._keys: dict[Hashable, str] = {}
@@ -200,7 +200,7 @@ class Spool:
                 "p": head.profile_id or visitor.profile_id,
             }
         )
-        event = envelope.event_json  # kept on the envelope: the worker sends these bytes
+        event = envelope.event_json  # kept on the envelope: the emitter sends these bytes
         size = len(meta) + len(event)
         now = time.time()
         with self._lock:
@@ -244,7 +244,7 @@ class Spool:
 
     def _next_log(self, need: int) -> _Log:
         """Set the full log aside (to be deleted if nothing in it is live) and go on
-        in the spare one the worker made, or in a new one. Under the lock."""
+        in the spare one a sender made, or in a new one. Under the lock."""
         if self._closed:
             raise TrackerClosedError("the spool is closed")
         full = self._current
@@ -291,7 +291,7 @@ class Spool:
                 return
             _delete(log)
 
-    # -- the worker's side -----------------------------------------------------------
+    # -- the senders' side -----------------------------------------------------------
 
     def remove(self, envelopes: Sequence[Envelope]) -> None:
         """Acknowledge delivered (or finally rejected) events, delete logs with no live

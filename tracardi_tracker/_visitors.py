@@ -94,6 +94,15 @@ class Visitor:
         """The session an event made at ``now`` belongs to, rotating after ``timeout`` idle."""
         if self._generation != _fork_generation:
             self._check_fork()
+        session = self.session_id
+        if (
+            given is None
+            and session is not None
+            and (self._fixed_session or now - self._last_seen <= timeout)
+        ):  # an ongoing session, the common case, needs no lock: an event racing another
+            self._last_seen = now  # thread's keeps the session either of them saw, and
+            self._events += 1  # both fields are hints (the idle clock, the registry's)
+            return session
         with self.lock:  # the lock itself, not the condition: this runs in every track()
             session = self.session_id
             if given is not None:
@@ -225,7 +234,7 @@ def make_event_ids(getrandbits: Callable[[int], int] = random.getrandbits) -> li
 
 def new_event_id() -> str:
     """A random (version 4) UUID string, cheap on the caller's hot path: taken from a
-    pool the background worker keeps filled (see :func:`stock_event_ids`), made in a
+    pool the background emitter's threads keep filled (see :func:`stock_event_ids`), made in a
     batch here when the pool is empty."""
     pool = _EVENT_IDS
     while True:

@@ -49,6 +49,7 @@ from .emitters import (
     _Callbacks,
     deliver_events,
 )
+from .events import BaseEvent
 from .exceptions import DeliveryError, QueueFullError, TrackerClosedError, UndeliveredError
 
 if TYPE_CHECKING:
@@ -126,10 +127,13 @@ class BackgroundEmitter:
     """Sends from a worker thread so ``track()`` costs microseconds and never blocks on
     the network.
 
-    Events wait in memory, at most ``max_queue`` of them (queued, buffered or being
-    sent), and go out as one payload per visitor and session when that visitor has
-    ``batch_size`` events pending or its oldest has waited ``flush_interval`` seconds;
-    a payload over ``max_batch_bytes`` is split. When the queue is full, ``on_full`` decides:
+    ``track()`` encodes each event into its visitor's buffer at once, so events wait as
+    JSON bytes: at most ``max_queue`` of them (buffered or being sent). A buffer goes out
+    as one payload per visitor and session when it holds ``batch_size`` events or
+    ``max_batch_bytes`` of JSON, or when its oldest event has waited ``flush_interval``
+    seconds; when all buffers together hold more than ``max_buffer_bytes``, the fullest
+    goes at once (a bound on memory for many visitors with big events, at the cost of
+    smaller payloads). When the queue is full, ``on_full`` decides:
     ``"block"`` (wait up to ``block_timeout`` seconds, then drop), ``"drop_newest"`` or
     ``"drop_oldest"``; every drop is counted in :meth:`stats` and reported to
     ``on_failure`` with a :class:`~tracardi_tracker.exceptions.QueueFullError`.
@@ -161,7 +165,7 @@ class BackgroundEmitter:
         max_queue: int = 100_000,
         batch_size: int = 500,
         max_batch_bytes: int = 5_000_000,
-        max_buffer_bytes: int = 8_000_000,
+        max_buffer_bytes: int = 32_000_000,
         flush_interval: float = 0.5,
         on_full: FullPolicy = "block",
         block_timeout: float = 1.0,
@@ -176,9 +180,10 @@ class BackgroundEmitter:
         transport: Transport | None = None,
         senders: int = 2,
     ) -> None:
-        if max_queue < 1 or batch_size < 1 or max_batch_bytes < 1 or senders < 1:
+        if min(max_queue, batch_size, max_batch_bytes, max_buffer_bytes, senders) < 1:
             raise ValueError(
-                "max_queue, batch_size, max_batch_bytes and senders must be at least 1"
+                "max_queue, batch_size, max_batch_bytes, max_buffer_bytes and senders must "
+                "be at least 1"
             )
         if on_full not in ("block", "drop_newest", "drop_oldest"):
             raise ValueError(f"on_full must be block, drop_newest or drop_oldest, got {on_full!r}")
@@ -205,7 +210,14 @@ class BackgroundEmitter:
         if self._spool_path is not None:
             self._spool = Spool(self._spool_path)
             for envelope in self._spool.claim_orphans():
-                self._buffer(envelope, envelope.event_json)
+                self._buffer(
+                    envelope.event_id,
+                    envelope.event_json,
+                    envelope.session_id,
+                    envelope.head,
+                    envelope.visitor,
+                    envelope.spool_seq,
+                )
             if self._held:
                 self._start()  # a previous run's events go out first
         _register(self)
@@ -246,34 +258,76 @@ class BackgroundEmitter:
         A forked child's state was already made anew by the ``register_at_fork`` hook,
         so the hot path needs no process-id check.
         """
+        if self._spool is None and envelope.encoded is None:
+            self._emit_parts(
+                envelope.event_id,
+                envelope.source,  # type: ignore[arg-type]  # set until encoded
+                envelope.session_id,
+                envelope.head,
+                envelope.visitor,
+                envelope.tags,
+            )
+            return
         if self._closed:
             raise TrackerClosedError("the emitter is closed")
         if self._spool is not None:
             self._spool.add(envelope)  # encodes it, too
         if self._held >= self.max_queue and not self._make_room(envelope):
             return
-        body = envelope.encoded
-        if body is None:
-            # inline, and no contextlib.suppress: this runs per event
-            try:
-                body = encode_event(
-                    envelope.source,  # type: ignore[arg-type]  # set until encoded
-                    envelope.event_id,
-                    envelope.tags,
-                )
-            except Exception as error:  # a bug in a conversion: report this one event
-                self._reject(envelope, error)
-                return
-        self._buffer(envelope, body)
+        self._buffer(
+            envelope.event_id,
+            envelope.event_json,
+            envelope.session_id,
+            envelope.head,
+            envelope.visitor,
+            envelope.spool_seq,
+        )
         if self._thread is None:
             self._start()
 
-    def _buffer(self, envelope: Envelope, body: bytes) -> None:
+    def _emit_parts(
+        self,
+        event_id: str,
+        event: BaseEvent,
+        session_id: str,
+        head: PayloadHead,
+        visitor: Visitor,
+        tags: tuple[str, ...],
+    ) -> None:
+        """:meth:`emit` for an event that is not encoded yet, from its parts: what
+        :meth:`Tracker.track` calls, so no envelope is made when none is needed (with a
+        spool, :meth:`emit` takes the event)."""
+        if self._spool is not None:
+            self.emit(Envelope(event_id, event, session_id, head, visitor, tags))
+            return
+        if self._closed:
+            raise TrackerClosedError("the emitter is closed")
+        if self._held >= self.max_queue and not self._make_room(
+            Envelope(event_id, event, session_id, head, visitor, tags)
+        ):
+            return
+        try:  # inline, and no contextlib.suppress: this runs per event
+            body = encode_event(event, event_id, tags)
+        except Exception as error:  # a bug in a conversion: report this one event
+            self._reject(Envelope(event_id, event, session_id, head, visitor, tags), error)
+            return
+        self._buffer(event_id, body, session_id, head, visitor, None)
+        if self._thread is None:
+            self._start()
+
+    def _buffer(
+        self,
+        event_id: str,
+        body: bytes,
+        session_id: str,
+        head: PayloadHead,
+        visitor: Visitor,
+        spool_seq: int | None,
+    ) -> None:
         """Append an encoded event to its visitor's buffer, and hand the buffer over when
         it is full. An event whose payload head differs from its buffer's (the visitor's
         subject changed) closes that buffer: it goes first."""
-        key = (envelope.visitor, envelope.session_id)
-        head = envelope.head
+        key = (visitor, session_id)
         with self._lock:
             if not self._closing:
                 buffers = self._buffers
@@ -281,13 +335,11 @@ class BackgroundEmitter:
                 if batch is None or (batch.head is not head and batch.head != head):
                     if batch is not None:
                         self._hand_over(buffers.pop(key))
-                    batch = buffers[key] = _Batch(
-                        head, envelope.visitor, envelope.session_id, time.monotonic()
-                    )
-                batch.ids.append(envelope.event_id)
+                    batch = buffers[key] = _Batch(head, visitor, session_id, time.monotonic())
+                batch.ids.append(event_id)
                 batch.bodies.append(body)
                 if self._spool is not None:
-                    batch.seqs.append(envelope.spool_seq)
+                    batch.seqs.append(spool_seq)
                 self._held += 1
                 size = len(body)
                 batch.size += size
@@ -297,6 +349,9 @@ class BackgroundEmitter:
                     self._hand_over(buffers.pop(_largest(buffers)))
                 self._buffered += size
                 return
+        envelope = Envelope(
+            event_id, None, session_id, head, visitor, encoded=body, spool_seq=spool_seq
+        )
         self._give_up([envelope])  # close() already took the buffers
 
     def _make_room(self, envelope: Envelope) -> bool:

@@ -63,7 +63,7 @@ class Envelope:
     """One tracked event on its way out: its id, the event, its session and visitor.
 
     ``source`` is the event object as tracked, until the emitter encodes it (the
-    background worker does, so it waits as bytes); it is ``None`` after that and for
+    background emitter does at once, so it waits as bytes); it is ``None`` after that and for
     an event read back from a spool. :attr:`event` is the wire form as a dict and
     :attr:`event_json` the same, encoded; both are built on first use, so the
     caller's ``track()`` does not pay for them. Emitters put envelopes with equal

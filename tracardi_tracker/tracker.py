@@ -126,6 +126,8 @@ class Tracker:
         self.url = _endpoint_url(endpoint)
         self.source_id = source_id.strip()
         self.emitter: Emitter = emitter if emitter is not None else _default_emitter()
+        # the background emitter's emit() from an event's parts, without an envelope
+        self._emit_parts = getattr(self.emitter, "_emit_parts", None)
         self.subject = subject if subject is not None else Subject()
         self.namespace = namespace
         self.app_id = app_id
@@ -246,7 +248,10 @@ class Tracker:
         session_id = visitor.session_for_event(
             given_session, time.monotonic(), self._timeout_seconds, new_session_id
         )
-        self.emitter.emit(Envelope(event_id, event, session_id, head, visitor, self.tags))
+        if self._emit_parts is not None:
+            self._emit_parts(event_id, event, session_id, head, visitor, self.tags)
+        else:
+            self.emitter.emit(Envelope(event_id, event, session_id, head, visitor, self.tags))
         return event_id
 
     def _own_head(self) -> tuple[PayloadHead, str | None]:
