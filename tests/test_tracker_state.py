@@ -373,3 +373,32 @@ def test_a_visitor_the_registry_lets_go_gets_a_new_session_and_the_others_keep_t
         p["session"]["id"] for p in transport.payloads if p["context"]["user"]["id"] == "bob"
     ]
     assert len(set(bob_sessions)) == 2
+
+
+def test_a_reused_subject_gets_its_payload_head_made_once_until_either_subject_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tracker = Tracker(
+        "http://t.example", "src", emitter=SyncEmitter(transport=CapturingTransport())
+    )
+    made: list[Subject] = []
+    make_head = Tracker._head
+
+    def counting(self: Tracker, subject: Subject) -> Any:
+        made.append(subject)
+        return make_head(self, subject)
+
+    monkeypatch.setattr(Tracker, "_head", counting)
+    alice = Subject(user_id="alice")
+    for _ in range(5):
+        tracker.track(Event("x", event_subject=alice))
+    assert len(made) == 1
+    alice.set_lang("pl")  # the event subject changed
+    tracker.track(Event("x", event_subject=alice))
+    tracker.subject.set_platform("srv")  # the tracker's own subject changed
+    tracker.track(Event("x", event_subject=alice))
+    tracker.track(Event("x", event_subject=alice))
+    assert [(s.lang, s.platform) for s in made] == [(None, None), ("pl", None), ("pl", "srv")]
+    other = Tracker("http://t.example", "src", emitter=SyncEmitter(transport=CapturingTransport()))
+    other.track(Event("x", event_subject=alice))  # another tracker keeps its own
+    assert len(made) == 4

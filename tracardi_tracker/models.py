@@ -244,6 +244,12 @@ class Subject:
     profile_metadata: Time | None = attrs.field(default=None, validator=_optional_metadata)
     session_metadata: Time | None = attrs.field(default=None, validator=_optional_metadata)
     _version: int = attrs.field(default=0, init=False, eq=False, repr=False, on_setattr=None)
+    _memo: Any = attrs.field(
+        default=None, init=False, eq=False, repr=False, on_setattr=attrs.setters.NO_OP
+    )
+    """A tracker's visitor and payload head for this subject, as of ``_version`` (private
+    to :class:`~tracardi_tracker.Tracker`: a backend reusing one Subject per visitor
+    pays for them once)."""
 
     def _set(self: _S, name: str, value: object) -> _S:
         setattr(self, name, value)
@@ -326,6 +332,7 @@ class Subject:
                 value = () if name == "profile_ids" else None
             object.__setattr__(new, name, value)
         object.__setattr__(new, "_version", 0)
+        object.__setattr__(new, "_memo", None)
         return new
 
 

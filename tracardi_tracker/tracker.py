@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
-import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from datetime import timedelta
 from types import TracebackType
@@ -25,15 +24,10 @@ from .models import Options, Subject
 __all__ = ["Identity", "Tracker"]
 
 
-_NAMED_CACHE_SIZE = 10_000
-_NamedEntry = tuple[
-    "weakref.ref[Subject]",
-    tuple[int, int, int],
-    VisitorKey | None,
-    PayloadHead,
-    str | None,
-    Visitor | None,
-]
+_Memo = tuple[object, int, Subject, int, VisitorKey | None, Visitor | None, PayloadHead, str | None]
+"""What a tracker keeps on an event subject: (its token, the subject's version, its own
+subject and that one's version; the visitor's key, the visitor, the payload head and
+the session id the subject gives)."""
 
 
 @attrs.frozen
@@ -147,7 +141,7 @@ class Tracker:
         self._own = Visitor(None)
         self._visitors = VisitorRegistry()
         self._own_cache: tuple[tuple[int, int], PayloadHead, str | None] | None = None
-        self._named_cache: dict[int, _NamedEntry] = {}
+        self._token = object()  # marks what this tracker keeps on event subjects
         self._scope: contextvars.ContextVar[Subject | None] = contextvars.ContextVar(
             f"tracardi_tracker_scope_{id(self)}", default=None
         )
@@ -264,33 +258,39 @@ class Tracker:
         return cached[1], cached[2]
 
     def _named_head(self, event_subject: Subject) -> tuple[Visitor, PayloadHead, str | None]:
-        """Visitor and payload head for an event subject; both are cached per subject
-        object and version, so a backend reusing one Subject per visitor pays once
-        (the visitor is asked of the registry again once the registry retires it)."""
+        """Visitor and payload head for an event subject; both are kept on the subject
+        (``_memo``) until it or the tracker's subject changes, so a backend reusing one
+        Subject per visitor pays once (the visitor is asked of the registry again once
+        the registry retires it). The memo holds a token, not the tracker: it never
+        keeps a tracker alive, and a subject shared by two trackers is only slower."""
         tracker_subject = self.subject
-        version = (event_subject._version, id(tracker_subject), tracker_subject._version)
-        entry = self._named_cache.get(id(event_subject))
-        if entry is None or entry[0]() is not event_subject or entry[1] != version:
+        memo: _Memo | None = event_subject._memo
+        if (
+            memo is None
+            or memo[0] is not self._token
+            or memo[1] != event_subject._version
+            or memo[2] is not tracker_subject
+            or memo[3] != tracker_subject._version
+        ):
             subject = _merge(tracker_subject, event_subject)
             key = _visitor_key(event_subject)
-            entry = (
-                weakref.ref(event_subject),
-                version,
+            memo = event_subject._memo = (
+                self._token,
+                event_subject._version,
+                tracker_subject,
+                tracker_subject._version,
                 key,
+                None if key is None else self._visitors.get(key),
                 self._head(subject),
                 subject.session_id,
-                None if key is None else self._visitors.get(key),
             )
-            if len(self._named_cache) >= _NAMED_CACHE_SIZE:
-                self._named_cache.clear()
-            self._named_cache[id(event_subject)] = entry
-        visitor = entry[5]
+        visitor = memo[5]
         if visitor is None:
-            return self._own, entry[3], entry[4]
+            return self._own, memo[6], memo[7]
         if visitor.retired:
-            visitor = self._visitors.get(entry[2])
-            self._named_cache[id(event_subject)] = (*entry[:5], visitor)
-        return visitor, entry[3], entry[4]
+            visitor = self._visitors.get(memo[4])
+            event_subject._memo = (*memo[:5], visitor, *memo[6:])
+        return visitor, memo[6], memo[7]
 
     def _head(self, subject: Subject) -> PayloadHead:
         return PayloadHead(
