@@ -222,3 +222,22 @@ def test_a_stop_event_ends_the_backoff_at_once() -> None:
         RetryPolicy(attempts=5, max_wait=30).call(failing, stop_event=stop)
     assert time.monotonic() - started < 5
     assert len(calls) == 1
+
+
+def test_retrying_stops_once_max_elapsed_has_passed_counting_the_first_try() -> None:
+    calls: list[float] = []
+    retried: list[BaseException] = []
+
+    def failing() -> None:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            time.sleep(0.15)  # a slow first try uses up most of the budget
+        raise RetryableServerError("down", status=503, retry_after=None)
+
+    policy = RetryPolicy(attempts=1000, initial_wait=0.01, max_wait=0.01, max_elapsed=0.25)
+    started = time.monotonic()
+    with pytest.raises(ServerError):
+        policy.call(failing, on_retry=retried.append)
+    assert 0.25 <= time.monotonic() - started < 1.0
+    assert 2 <= len(calls) < 20
+    assert len(retried) == len(calls) - 1  # every retry is reported, none after the last

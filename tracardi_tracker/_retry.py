@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -82,13 +83,28 @@ class RetryPolicy:
     ) -> _T:
         """Run ``attempt`` under this policy; re-raise the last error when giving up.
 
-        A set ``stop_event`` ends the current wait at once and stops retrying.
+        A set ``stop_event`` ends the current wait at once and stops retrying. The first
+        try runs outside tenacity: most calls need no retry, and tenacity's machinery
+        costs about 20 µs a call (half of what a background sender spends per payload).
         """
+        started = time.monotonic()
+        try:
+            return attempt()
+        except Exception as error:
+            if self.attempts <= 1 or not is_retryable(error):
+                raise
+            failed = error
         stopper = stop_event or threading.Event()
+        if on_retry is not None:
+            on_retry(failed)
+        _interruptible_sleep(stopper, self.wait_for(1, failed))
+        left = self.max_elapsed - (time.monotonic() - started)
+        if stopper.is_set() or left <= 0:
+            raise failed
 
         def wait(state: tenacity.RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
-            return self.wait_for(state.attempt_number, error)
+            return self.wait_for(state.attempt_number + 1, error)  # after the first try
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             if on_retry is not None and state.outcome is not None:
@@ -99,8 +115,8 @@ class RetryPolicy:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_retryable),
             stop=(
-                tenacity.stop_after_attempt(self.attempts)
-                | tenacity.stop_after_delay(self.max_elapsed)
+                tenacity.stop_after_attempt(self.attempts - 1)
+                | tenacity.stop_after_delay(left)
                 | tenacity.stop_when_event_set(stopper)
             ),
             wait=wait,
