@@ -296,6 +296,9 @@ class Store:
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         else:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._writes = self._db.cursor()
+        """The cursor of the request path's statements (``Connection.execute`` makes a new
+        cursor each time)."""
         self._lock = threading.RLock()
         self._seq_by_id: dict[str, int] | None = None  # loaded on the first write
         self._next_seq = 1
@@ -370,6 +373,7 @@ class Store:
         ids would halve the insert rate); callers hold the lock and a transaction.
         """
         db = self._db
+        writes = self._writes
         if self._seq_by_id is None:
             self._seq_by_id = dict(db.execute("SELECT event_id, seq FROM events"))
             (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
@@ -395,7 +399,9 @@ class Store:
             for rows in _CHUNKS:
                 sql = _INSERT_EVENTS[rows]
                 while count - done >= rows:
-                    db.execute(sql, [first + done, *shared, *flat[3 * done : 3 * (done + rows)]])
+                    writes.execute(
+                        sql, [first + done, *shared, *flat[3 * done : 3 * (done + rows)]]
+                    )
                     done += rows
             return
         new: list[tuple[Any, ...]] = []
@@ -409,9 +415,9 @@ class Store:
             else:
                 resent.append((event_id, type_, *shared, payload, seq))
         if new:
-            db.executemany(_INSERT_EVENT, new)
+            writes.executemany(_INSERT_EVENT, new)
         if resent:
-            db.executemany(_UPDATE_EVENT, resent)
+            writes.executemany(_UPDATE_EVENT, resent)
 
     def close(self) -> None:
         """Close the database (checkpointing the WAL); safe to call twice."""
@@ -467,17 +473,17 @@ class Store:
             (s.id, s.profile_id, _json_or_none(s.metadata), s.created_at) for s in sessions
         ]
         with self._lock:
-            db = self._db
+            writes = self._writes
             if not self._open:
-                db.execute("BEGIN")
+                writes.execute("BEGIN")
                 self._open = True
             try:
                 if events is not None and events.ids:
                     self._write_events(events)
                 if profile_rows:
-                    db.executemany("INSERT INTO profiles VALUES (?, ?, ?, ?)", profile_rows)
+                    writes.executemany("INSERT INTO profiles VALUES (?, ?, ?, ?)", profile_rows)
                 if session_rows:
-                    db.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?)", session_rows)
+                    writes.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?)", session_rows)
             except BaseException as error:
                 self._abandon(error)
                 raise
@@ -567,7 +573,7 @@ class Store:
             return
         group = self._group
         try:
-            self._db.execute("COMMIT")
+            self._writes.execute("COMMIT")
         except sqlite3.Error as error:
             self._abandon(error)
             if raise_failure:
