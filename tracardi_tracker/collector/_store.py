@@ -281,8 +281,12 @@ def _bad_from_row(row: Sequence[Any]) -> BadRequest:
     )
 
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+"""What ``json.dumps(value, separators=(",", ":"))`` uses, made once rather than per call."""
+
+
 def _json_or_none(value: object) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    return None if value is None else _COMPACT_JSON.encode(value)
 
 
 class Store:
