@@ -152,6 +152,25 @@ def test_new_databases_use_16_kib_pages_and_older_ones_keep_theirs(tmp_path: Pat
     assert sizes == [16384, 4096]
 
 
+def test_the_wal_stays_small_while_commits_keep_coming(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Store, "CHECKPOINT_PAGES", 8)
+    path = tmp_path / "busy.db"
+    store = Store(path)
+    pad = "x" * 4000  # a page of 16 KiB holds three such events
+    for commit in range(200):  # about 130 pages, and 400 WAL frames without checkpoints
+        ids = [f"e-{commit}-{n}" for n in range(2)]
+        payloads = [json.dumps({"id": event_id, "pad": pad}) for event_id in ids]
+        store.write_track(batch(ids)._replace(payloads=payloads))
+
+    wal_frames = (path.with_name("busy.db-wal").stat().st_size - 32) // (16384 + 24)
+    assert wal_frames <= 8 + 4  # the WAL is written from its start again after each checkpoint
+    assert store.count_events() == 400
+    store.close()
+    assert len(Store(path, readonly=True).events()) == 400
+
+
 def test_the_engine_stores_a_request_as_one_batch(make_engine: Callable[..., Engine]) -> None:
     engine = make_engine()
     events = [{"id": f"e-{n}", "type": "Add To Cart", "properties": {"n": n}} for n in range(300)]

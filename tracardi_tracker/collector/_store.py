@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -282,58 +281,12 @@ def _bad_from_row(row: Sequence[Any]) -> BadRequest:
     )
 
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+"""What ``json.dumps(value, separators=(",", ":"))`` uses, made once rather than per call."""
+
+
 def _json_or_none(value: object) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
-
-
-class _Checkpointer:
-    """A daemon thread that checkpoints the WAL with its own connection.
-
-    SQLite's automatic checkpoint runs inside a writer's commit, adding its copying (and an
-    fsync) to that request. Here it happens on another thread, which sqlite lets run without
-    the GIL, every quarter second or after about 5,000 stored events.
-    """
-
-    _EVENTS_PER_CHECKPOINT = 5_000
-    _INTERVAL = 0.25
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._wake = threading.Event()
-        self._stopping = False
-        self._pending = 0
-        self._thread = threading.Thread(
-            target=self._run, name="tracardi-collector-checkpoint", daemon=True
-        )
-        self._thread.start()
-
-    def wrote(self, events: int) -> None:
-        """Count events just committed; wake the thread when enough piled up."""
-        self._pending += events
-        if self._pending >= self._EVENTS_PER_CHECKPOINT:
-            self._pending = 0
-            self._wake.set()
-
-    def stop(self) -> None:
-        """Stop the thread (the caller's close then checkpoints what is left)."""
-        self._stopping = True
-        self._wake.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        db = sqlite3.connect(self._path)
-        try:
-            db.execute("PRAGMA busy_timeout = 5000")
-            while not self._stopping:
-                self._wake.wait(self._INTERVAL)
-                self._wake.clear()
-                if not self._stopping:
-                    try:
-                        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    except sqlite3.Error:
-                        logger.debug("WAL checkpoint skipped", exc_info=True)
-        finally:
-            db.close()
+    return None if value is None else _COMPACT_JSON.encode(value)
 
 
 class Store:
@@ -347,11 +300,13 @@ class Store:
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         else:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._writes = self._db.cursor()
+        """The cursor of the request path's statements (``Connection.execute`` makes a new
+        cursor each time)."""
         self._lock = threading.RLock()
         self._seq_by_id: dict[str, int] | None = None  # loaded on the first write
         self._next_seq = 1
         self._closed = False
-        self._checkpointer: _Checkpointer | None = None
         self._readonly = readonly
         self._indexed: set[str] = set()
         # Group commit (see the module doc): the open transaction's number, the last one
@@ -379,9 +334,9 @@ class Store:
         self._db.executescript(_SCHEMA)
         self._migrate()
         if not in_memory:
-            # Copy the WAL into the database from another thread, off the request path.
-            self._db.execute("PRAGMA wal_autocheckpoint = 0")
-            self._checkpointer = _Checkpointer(os.path.abspath(self.path))
+            # Copy the WAL into the database after the commit that fills it, on this
+            # connection: the next transaction then writes the WAL from its start again.
+            self._db.execute(f"PRAGMA wal_autocheckpoint = {self.CHECKPOINT_PAGES}")
 
     def _migrate(self) -> None:
         """Bring a database made by an earlier schema to :data:`_SCHEMA_VERSION`, in one
@@ -422,6 +377,7 @@ class Store:
         ids would halve the insert rate); callers hold the lock and a transaction.
         """
         db = self._db
+        writes = self._writes
         if self._seq_by_id is None:
             self._seq_by_id = dict(db.execute("SELECT event_id, seq FROM events"))
             (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
@@ -447,7 +403,9 @@ class Store:
             for rows in _CHUNKS:
                 sql = _INSERT_EVENTS[rows]
                 while count - done >= rows:
-                    db.execute(sql, [first + done, *shared, *flat[3 * done : 3 * (done + rows)]])
+                    writes.execute(
+                        sql, [first + done, *shared, *flat[3 * done : 3 * (done + rows)]]
+                    )
                     done += rows
             return
         new: list[tuple[Any, ...]] = []
@@ -461,9 +419,9 @@ class Store:
             else:
                 resent.append((event_id, type_, *shared, payload, seq))
         if new:
-            db.executemany(_INSERT_EVENT, new)
+            writes.executemany(_INSERT_EVENT, new)
         if resent:
-            db.executemany(_UPDATE_EVENT, resent)
+            writes.executemany(_UPDATE_EVENT, resent)
 
     def close(self) -> None:
         """Close the database (checkpointing the WAL); safe to call twice."""
@@ -471,8 +429,6 @@ class Store:
             if not self._closed:
                 self._flush()
                 self._closed = True
-                if self._checkpointer is not None:
-                    self._checkpointer.stop()
                 self._db.close()
 
     # -- writing --------------------------------------------------------------------------
@@ -521,17 +477,17 @@ class Store:
             (s.id, s.profile_id, _json_or_none(s.metadata), s.created_at) for s in sessions
         ]
         with self._lock:
-            db = self._db
+            writes = self._writes
             if not self._open:
-                db.execute("BEGIN")
+                writes.execute("BEGIN")
                 self._open = True
             try:
                 if events is not None and events.ids:
                     self._write_events(events)
                 if profile_rows:
-                    db.executemany("INSERT INTO profiles VALUES (?, ?, ?, ?)", profile_rows)
+                    writes.executemany("INSERT INTO profiles VALUES (?, ?, ?, ?)", profile_rows)
                 if session_rows:
-                    db.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?)", session_rows)
+                    writes.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?)", session_rows)
             except BaseException as error:
                 self._abandon(error)
                 raise
@@ -602,6 +558,16 @@ class Store:
     """Events in one transaction at most before it is committed."""
     GROUP_WAIT = 0.05
     """Seconds a request waits at most for the others under way before committing."""
+    CHECKPOINT_PAGES = 1000
+    """WAL pages (16 KiB each in a new database) after which a commit copies the WAL into
+    the database (SQLite's automatic checkpoint, run by the committing connection).
+
+    Copied there, with no other connection reading, the whole WAL is in the database and
+    the next transaction writes the WAL from its start again, so it stays at about this
+    size. A checkpoint from another thread never caught up with the commits that kept
+    coming during an import: the WAL grew without end (1.1 GB for 1,000,000 events) and
+    writing it, into ever new parts of the file, took the collector a third more CPU per
+    event (mostly the kernel's)."""
 
     def _flush(self, *, raise_failure: bool = False) -> None:
         """Commit the open transaction, if any, and wake the requests waiting for it (lock
@@ -609,9 +575,9 @@ class Store:
         ``raise_failure``)."""
         if not self._open:
             return
-        group, events = self._group, self._group_events
+        group = self._group
         try:
-            self._db.execute("COMMIT")
+            self._writes.execute("COMMIT")
         except sqlite3.Error as error:
             self._abandon(error)
             if raise_failure:
@@ -622,8 +588,6 @@ class Store:
         self._group_requests = self._group_events = 0
         self._committed = group
         self.commits += 1
-        if self._checkpointer is not None and events:
-            self._checkpointer.wrote(events)
         self._committed_cond.notify_all()
 
     def _abandon(self, error: BaseException) -> None:

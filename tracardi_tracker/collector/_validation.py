@@ -205,6 +205,8 @@ _BOOL_MSG = {
 
 def parse_profile_less(query: str, style: str) -> tuple[bool, list[LineError]]:
     """Read the ``?profile_less=`` query parameter (FastAPI ``bool``, default false)."""
+    if not query:
+        return False, []  # (what parse_qsl would find: nothing)
     value: str | None = None
     for key, item in parse_qsl(query, keep_blank_values=True):
         if key == "profile_less":
