@@ -239,5 +239,5 @@ def test_retrying_stops_once_max_elapsed_has_passed_counting_the_first_try() -> 
     with pytest.raises(ServerError):
         policy.call(failing, on_retry=retried.append)
     assert 0.25 <= time.monotonic() - started < 1.0
-    assert 2 <= len(calls) < 20
+    assert len(calls) >= 2  # retried after the slow first try, then stopped by the time
     assert len(retried) == len(calls) - 1  # every retry is reported, none after the last
