@@ -320,7 +320,17 @@ def encode_event(event: BaseEvent, event_id: str, tags: tuple[str, ...] = ()) ->
     datetime, a set, an integer beyond 64 bits...) sends it down the general path,
     which converts it.
     """
-    if not tags and _ORJSON is not None and _is_simple(event):
+    kind = type(event)
+    if (  # a common event with nothing of its own to convert (inline: this runs per event)
+        (kind is Event or kind is PageView)
+        and not tags
+        and _ORJSON is not None
+        and event.time is None
+        and event.true_timestamp is None
+        and event.context is None
+        and not event.options
+        and not event.tags
+    ):
         made = format_epoch_us(event.made_us).encode()  # digits, '-', ':', 'T', '.', 'Z'
         try:
             if type(event) is Event:
@@ -361,18 +371,6 @@ def _type_json(name: str) -> bytes:
 @functools.lru_cache(maxsize=1024)
 def _page_context_json(url: str, title: str | None, referrer: str | None) -> bytes:
     return dumps_kept(page_context(url, title, referrer))
-
-
-def _is_simple(event: BaseEvent) -> bool:
-    kind = type(event)
-    return (
-        (kind is Event or kind is PageView)
-        and event.time is None
-        and event.true_timestamp is None
-        and event.context is None
-        and not event.options
-        and not event.tags
-    )
 
 
 def _refuse(value: Any) -> Any:

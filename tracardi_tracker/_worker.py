@@ -336,18 +336,19 @@ class BackgroundEmitter:
                     if batch is not None:
                         self._hand_over(buffers.pop(key))
                     batch = buffers[key] = _Batch(head, visitor, session_id, time.monotonic())
-                batch.ids.append(event_id)
+                ids = batch.ids
+                ids.append(event_id)
                 batch.bodies.append(body)
-                if self._spool is not None:
+                if spool_seq is not None:  # every event has one when there is a spool
                     batch.seqs.append(spool_seq)
                 self._held += 1
                 size = len(body)
                 batch.size += size
-                if len(batch.ids) >= self.batch_size or batch.size >= self.max_batch_bytes:
-                    self._hand_over(buffers.pop(key))
-                elif self._buffered + size > self.max_buffer_bytes:
-                    self._hand_over(buffers.pop(_largest(buffers)))
                 self._buffered += size
+                if len(ids) >= self.batch_size or batch.size >= self.max_batch_bytes:
+                    self._hand_over(buffers.pop(key))
+                elif self._buffered > self.max_buffer_bytes:
+                    self._hand_over(buffers.pop(_largest(buffers)))
                 return
         envelope = Envelope(
             event_id, None, session_id, head, visitor, encoded=body, spool_seq=spool_seq
