@@ -12,12 +12,14 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
-import tenacity
 
 from .exceptions import ServerError, TransportError
+
+if TYPE_CHECKING:
+    import tenacity
 
 _T = TypeVar("_T")
 
@@ -94,6 +96,8 @@ class RetryPolicy:
             if self.attempts <= 1 or not is_retryable(error):
                 raise
             failed = error
+        import tenacity  # here: most processes never retry (it loads concurrent.futures)
+
         stopper = stop_event or threading.Event()
         if on_retry is not None:
             on_retry(failed)

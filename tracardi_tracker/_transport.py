@@ -13,7 +13,6 @@ caller's session.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import threading
@@ -254,6 +253,8 @@ def retry_after(value: str | None) -> float | None:
     except ValueError:
         pass
     try:
+        import email.utils  # here: loading email costs about 1 MB, and few answers need it
+
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None

@@ -38,7 +38,6 @@ import attrs
 from ._default_transport import default_transport
 from ._retry import RetryPolicy, is_retryable
 from ._serialization import encode_event
-from ._spool import Spool
 from ._transport import DEFAULT_TIMEOUT, Transport
 from ._visitors import Visitor, stock_event_ids
 from .emitters import (
@@ -54,6 +53,8 @@ from .exceptions import DeliveryError, QueueFullError, TrackerClosedError, Undel
 
 if TYPE_CHECKING:
     import requests  # loaded only when a requests transport is made (~19 MB of memory)
+
+    from ._spool import Spool  # loaded only when a spool is used
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +209,8 @@ class BackgroundEmitter:
         self._closed = False
         self._setup()
         if self._spool_path is not None:
+            from ._spool import Spool  # here: most emitters have none
+
             self._spool = Spool(self._spool_path)
             for envelope in self._spool.claim_orphans():
                 self._buffer(
@@ -247,6 +250,8 @@ class BackgroundEmitter:
         self._setup()
         self._transport.reset()
         if spool_path is not None:
+            from ._spool import Spool
+
             self._spool = Spool(spool_path)  # a handle of this process's own
 
     # -- the caller's side ---------------------------------------------------------
