@@ -133,8 +133,9 @@ class BackgroundEmitter:
     as one payload per visitor and session when it holds ``batch_size`` events or
     ``max_batch_bytes`` of JSON, or when its oldest event has waited ``flush_interval``
     seconds; when all buffers together hold more than ``max_buffer_bytes``, the fullest
-    goes at once (a bound on memory for many visitors with big events, at the cost of
-    smaller payloads). When the queue is full, ``on_full`` decides:
+    goes at once (smaller payloads sooner for many visitors with big events; what the
+    senders have not taken yet still waits, counted by ``max_queue``). When the queue is
+    full, ``on_full`` decides:
     ``"block"`` (wait up to ``block_timeout`` seconds, then drop), ``"drop_newest"`` or
     ``"drop_oldest"``; every drop is counted in :meth:`stats` and reported to
     ``on_failure`` with a :class:`~tracardi_tracker.exceptions.QueueFullError`.
