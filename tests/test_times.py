@@ -9,7 +9,13 @@ import pytest
 
 from tracardi_tracker import Event, InvalidEventError, Subject, Time, Tracker
 from tracardi_tracker._capture import CapturingTransport
-from tracardi_tracker._times import format_epoch_us, format_utc, from_epoch_us, to_utc
+from tracardi_tracker._times import (
+    format_epoch_bytes,
+    format_epoch_us,
+    format_utc,
+    from_epoch_us,
+    to_utc,
+)
 
 UTC = timezone.utc
 CEST = timezone(timedelta(hours=2))
@@ -125,6 +131,7 @@ def test_session_and_profile_metadata_go_only_when_given(
 def test_the_fast_formatting_of_stamped_times_matches_format_utc(moment: datetime) -> None:
     micros = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
     assert format_epoch_us(micros) == format_utc(moment)
+    assert format_epoch_bytes(micros) == format_utc(moment).encode()
     assert from_epoch_us(micros) == moment
 
 

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 
-from ._times import format_epoch_us, format_utc, from_epoch, to_utc
+from ._times import format_epoch_bytes, format_epoch_us, format_utc, from_epoch, to_utc
 from .events import (
     BaseEvent,
     Event,
@@ -315,7 +315,7 @@ def encode_event(event: BaseEvent, event_id: str, tags: tuple[str, ...] = ()) ->
     A custom event or page view with no times, context, options or tags of its own is
     spliced from parts that are each valid JSON (the id and properties encoded by
     orjson, the type and page context encoded once per distinct value, the time text
-    that :func:`format_epoch_us` makes), keys in :func:`event_to_wire`'s order. Its
+    that :func:`format_epoch_bytes` makes), keys in :func:`event_to_wire`'s order. Its
     properties were checked at ``track()``; any value that would need converting (a
     datetime, a set, an integer beyond 64 bits...) sends it down the general path,
     which converts it.
@@ -331,7 +331,7 @@ def encode_event(event: BaseEvent, event_id: str, tags: tuple[str, ...] = ()) ->
         and not event.options
         and not event.tags
     ):
-        made = format_epoch_us(event.made_us).encode()  # digits, '-', ':', 'T', '.', 'Z'
+        made = format_epoch_bytes(event.made_us)
         try:
             if type(event) is Event:
                 properties = event.properties

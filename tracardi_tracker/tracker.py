@@ -15,7 +15,14 @@ from urllib.parse import urlsplit
 import attrs
 
 from ._serialization import check_event, payload_context, profile_ids, to_json_value
-from ._visitors import Visitor, VisitorKey, VisitorRegistry, new_event_id, new_session_id
+from ._visitors import (
+    _EVENT_IDS,
+    Visitor,
+    VisitorKey,
+    VisitorRegistry,
+    new_event_id,
+    new_session_id,
+)
 from .emitters import Emitter, Envelope, PayloadHead
 from .events import BaseEvent
 from .exceptions import ConfigurationError, InvalidEventError, TrackerClosedError
@@ -238,7 +245,12 @@ class Tracker:
             head, given_session = self._own_head()
         else:
             visitor, head, given_session = self._named_head(event_subject)
-        event_id = event.event_id or new_event_id()
+        event_id = event.event_id
+        if event_id is None:
+            try:  # new_event_id(), inline: this runs per event
+                event_id = _EVENT_IDS.pop()
+            except IndexError:
+                event_id = new_event_id()
         session_id = visitor.session_for_event(
             given_session, time.monotonic(), self._timeout_seconds, new_session_id
         )
