@@ -241,3 +241,21 @@ def test_retrying_stops_once_max_elapsed_has_passed_counting_the_first_try() -> 
     assert 0.25 <= time.monotonic() - started < 1.0
     assert len(calls) >= 2  # retried after the slow first try, then stopped by the time
     assert len(retried) == len(calls) - 1  # every retry is reported, none after the last
+
+
+def test_a_callers_session_sends_json_headers_and_keeps_its_own_user_agent(
+    mocked: responses.RequestsMock,
+) -> None:
+    mocked.post(URL, json=OK)
+    plain, named = requests.Session(), requests.Session()
+    named.headers["User-Agent"] = "shop-backend/7"
+    named.headers["X-Team"] = "growth"
+    for session in (plain, named):
+        Tracker(URL.removesuffix("/track"), "src", emitter=SyncEmitter(session=session)).track(
+            Event("a")
+        )
+    sent = [call.request.headers for call in mocked.calls]
+    assert all(h["Content-Type"] == "application/json" for h in sent)
+    assert all(h["Accept"] == "application/json" for h in sent)
+    assert sent[0]["User-Agent"] == f"tracardi-tracker-python/{__version__}"
+    assert (sent[1]["User-Agent"], sent[1]["X-Team"]) == ("shop-backend/7", "growth")

@@ -79,6 +79,17 @@ class Transport(Protocol):
         """Release connections; safe to call twice."""
 
 
+def _headers_for(session: requests.Session) -> dict[str, str]:
+    """What each request through a caller's ``session`` adds to the session's own headers:
+    the body's type, and the SDK's User-Agent unless the session names another."""
+    import requests
+
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if session.headers.get("User-Agent") in (None, requests.utils.default_user_agent()):
+        headers["User-Agent"] = USER_AGENT
+    return headers
+
+
 class HttpTransport:
     """Posts encoded payloads with one ``requests.Session``, a timeout always set.
 
@@ -99,6 +110,7 @@ class HttpTransport:
         self.verify = verify
         self._lock = threading.Lock()
         self._session = session or self._new_session()
+        self._headers = {} if session is None else _headers_for(session)
 
     @staticmethod
     def _new_session() -> requests.Session:
@@ -124,6 +136,7 @@ class HttpTransport:
         """
         self._lock = threading.Lock()
         self._session = self._new_session()
+        self._headers = {}
 
     def close(self) -> None:
         """Close the HTTP session's connections; idempotent."""
@@ -146,7 +159,7 @@ class HttpTransport:
             response = self._session.post(
                 url,
                 data=body,
-                headers=dict(headers or {}),
+                headers={**self._headers, **(headers or {})},
                 timeout=self.timeout,
                 verify=self.verify,
             )
