@@ -71,6 +71,27 @@ def test_chunked_body_is_read(tracardi_collector: Collector) -> None:
     assert expected == (response.status_code, [e.id for e in tracardi_collector.events()])
 
 
+def test_a_request_that_breaks_the_server_is_answered_500_and_the_next_one_is_served(
+    tracardi_collector: Collector,
+) -> None:
+    # year 0 parses but no Python datetime holds it: Tracardi's pydantic raises a bare
+    # ValueError there, which its server answers with a plain-text 500
+    broken = payload(event(id="y0", time={"create": "0000-01-01T00:00:00Z"}))
+    conn = _connection(tracardi_collector)
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+    conn.request("POST", "/track", json.dumps(broken), headers)
+    response = conn.getresponse()
+    answer = (response.status, response.getheader("Content-Type"), response.read())
+    conn.close()
+    conn = _connection(tracardi_collector)
+    status, _ = _post(conn, payload(event(id="after")))
+    conn.close()
+
+    assert answer == (500, "text/plain; charset=utf-8", b"Internal Server Error")
+    assert status == 200
+    assert [e.id for e in tracardi_collector.events()] == ["after"]
+
+
 def test_get_track_is_method_not_allowed(tracardi_collector: Collector) -> None:
     response = requests.get(tracardi_collector.track_url, timeout=5)
 

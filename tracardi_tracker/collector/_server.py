@@ -471,10 +471,12 @@ class _Connection(asyncio.Protocol):
         self.done()
 
     def fail(self) -> None:
-        """The request being handled raised: log it, and drop the connection unanswered."""
+        """The request being handled raised: log it and answer as Tracardi's server does
+        an exception its app does not handle (500, ``Internal Server Error`` as plain
+        text; a year-0000 time does that to Tracardi 1.0's pydantic), then close."""
         logger.exception("error while handling a request from %s", self.peer)
-        self.close()
-        self.done()
+        self.close_after = True
+        self.answer(Reply(500, b"Internal Server Error", "text/plain; charset=utf-8"))
 
     def done(self) -> None:
         """The request being handled is over (a second call does nothing)."""
