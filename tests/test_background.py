@@ -264,6 +264,26 @@ def test_a_full_queue_drops_by_policy_and_reports_every_drop(
     assert sorted(delivered + failures.event_ids) == sorted(ids)
 
 
+def test_callers_blocked_at_a_full_queue_still_send_payloads_of_many_events(
+    make_background: Any,
+) -> None:
+    def slow(payload: dict[str, Any]) -> tuple[int, Any]:
+        time.sleep(0.002)  # a server's time: callers wake as each payload is answered
+        return tracardi_like(payload)
+
+    transport = CapturingTransport(slow)
+    tracker, emitter = make_background(
+        transport, batch_size=1000, max_queue=100, on_full="block", flush_interval=60
+    )
+    ids = track_for_ten_visitors(tracker)  # ten times the queue's bound
+    assert tracker.flush(5) == 0
+    assert sorted(event["id"] for event in transport.events) == sorted(ids)
+    assert emitter.stats().dropped == 0
+    # the fullest buffers go when the queue is full (a quarter of the bound at a time),
+    # not every buffer at every blocked event, which made payloads of one event each
+    assert len(transport.payloads) <= len(ids) // 5
+
+
 def test_retryable_failures_are_retried_until_they_pass(make_background: Any) -> None:
     calls = {"n": 0}
 

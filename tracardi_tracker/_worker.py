@@ -369,20 +369,32 @@ class BackgroundEmitter:
                 self._drop(oldest)
             return True  # nothing waits in a buffer: what is held is being sent
         if self.on_full == "block" and not _on_event_loop():
-            with self._lock:  # every buffer to the senders: room comes as they send
-                for key in list(self._buffers):
-                    self._hand_over(self._buffers.pop(key))
             deadline = time.monotonic() + self.block_timeout
-            with self._room:
-                while self.pending() >= self.max_queue:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._room.wait(remaining)
+            while self.pending() >= self.max_queue:
+                self._feed_senders()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                with self._room:
+                    if self.pending() >= self.max_queue:
+                        self._room.wait(min(remaining, 0.05))
             if self.pending() < self.max_queue:
                 return True
         self._drop(envelope)
         return False
+
+    def _feed_senders(self) -> None:
+        """With the queue full and too little in the outbox for the senders to make room
+        soon, hand them the fullest buffers (not every buffer: a caller blocked at a full
+        queue would then hand over a buffer per event, and the payloads would shrink to
+        one event each)."""
+        with self._lock:
+            waiting = sum(len(batch) for batch in self._outbox)
+            wanted = max(1, self.max_queue // 4)
+            while waiting < wanted and self._buffers:
+                batch = self._buffers.pop(_largest(self._buffers))
+                waiting += len(batch)
+                self._hand_over(batch)
 
     def _take_oldest(self) -> Envelope | None:
         """Take the oldest event not being sent: from the outbox's first payload (a
