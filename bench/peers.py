@@ -5,7 +5,9 @@ Segment's and PostHog's, each against a do-nothing loopback sink that counts eve
 
 The peers' SDKs are installed in their own virtual environment (``.bench-peers/``, made on
 first use from PyPI: snowplow-tracker 1.1.0, segment-analytics-python 2.4.0, posthog 7.9.1),
-so they never mix with the project's. Every SDK builds its events inside the timed loop.
+so they never mix with the project's. ``tracardi-tracker-5k`` is ours with
+``BackgroundEmitter(max_queue=5_000)``: memory bounded, ``track()`` blocking in a burst
+the sink cannot keep up with. Every SDK builds its events inside the timed loop.
 Prints one JSON line per SDK: the caller's microseconds per event (building it included),
 events delivered per second, events that arrived, and the process's peak RSS.
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / ".bench-peers"
-SDKS = ("tracardi-tracker", "snowplow", "segment", "posthog")
+SDKS = ("tracardi-tracker", "tracardi-tracker-5k", "snowplow", "segment", "posthog")
 PINS = ["snowplow-tracker==1.1.0", "segment-analytics-python==2.4.0", "posthog==7.9.1"]
 
 
@@ -76,10 +78,11 @@ def count():
 def props(n):
     return {"sku": f"A{n % 97}", "price": 49.9, "quantity": 2, "gift": False, "note": None}
 before = count()
-if which == "tracardi-tracker":
-    from tracardi_tracker import Event, PageView, Subject, Tracker
+if which.startswith("tracardi-tracker"):
+    from tracardi_tracker import BackgroundEmitter, Event, PageView, Subject, Tracker
     people = [Subject(user_id=f"v{n}", useragent="Mozilla/5.0") for n in range(V)]
-    tracker = Tracker(url, "src")
+    bounded = which.endswith("-5k")  # at most 5,000 events held; a burst blocks track()
+    tracker = Tracker(url, "src", emitter=BackgroundEmitter(max_queue=5_000) if bounded else None)
     started = time.perf_counter()
     for n in range(N):
         who = people[n % V]
@@ -159,11 +162,12 @@ def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", port), _Sink)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     chosen = args.sdk or list(SDKS)
-    peers = peers_python() if set(chosen) - {"tracardi-tracker"} else sys.executable
+    ours = {"tracardi-tracker", "tracardi-tracker-5k"}
+    peers = peers_python() if set(chosen) - ours else sys.executable
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     try:
         for sdk in chosen:
-            python = sys.executable if sdk == "tracardi-tracker" else peers
+            python = sys.executable if sdk in ours else peers
             argv = [python, "-c", WORKLOAD, sdk, str(port), str(args.events), str(args.visitors)]
             result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
             print(result.stdout.strip() or f"{sdk}: failed: {result.stderr.strip()[-500:]}")
