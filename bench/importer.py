@@ -264,7 +264,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--visit", type=float, default=40.0, help="mean events per visit")
     parser.add_argument("--target", choices=["collector", "sink", "both"], default="both")
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--runs", type=int, default=1, help="imports per target (noisy hosts)")
     parser.add_argument("--memory-check", action="store_true", help="also import a tenth")

@@ -133,7 +133,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sending = parser.add_argument_group("sending")
     sending.add_argument("--batch-size", type=int, default=500, metavar="N", help="(500)")
     sending.add_argument(
-        "--concurrency", type=int, default=8, metavar="N", help="requests in flight (8)"
+        "--concurrency", type=int, default=16, metavar="N", help="requests in flight (16)"
     )
     sending.add_argument("--rate", type=float, metavar="EVENTS_PER_S", help="at most this rate")
     sending.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="(30)")

@@ -95,7 +95,7 @@ def import_events(
     input_format: str | None = None,
     session_gap: float = 1800.0,
     batch_size: int = 500,
-    concurrency: int = 8,
+    concurrency: int = 16,
     rate: float | None = None,
     shard: Shard | str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
