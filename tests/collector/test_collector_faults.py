@@ -255,6 +255,24 @@ def test_clearing_faults_ends_a_refusal_at_once(tracardi_collector: Collector) -
     assert send(tracardi_collector, payload()).status_code == 200
 
 
+def test_refusals_asked_for_in_quick_succession_leave_the_collector_serving(
+    tracardi_collector: Collector,
+) -> None:
+    # a refusal that comes while the listening socket is being made again used to close
+    # that socket under the server being set up: the collector then accepted connections
+    # it never answered (a session's tests after one such test all timed out)
+    answered = []
+    for n in range(10):
+        tracardi_collector.refuse_connections(30)
+        tracardi_collector.clear_faults()  # listens again, at once...
+        tracardi_collector.refuse_connections(0.05)  # ...and refuses before it is set up
+        time.sleep(0.15)
+        answered.append(send(tracardi_collector, payload(event(id=f"e{n}"))).status_code)
+
+    assert answered == [200] * 10
+    assert len(tracardi_collector.events()) == 10
+
+
 def test_a_delayed_answer_does_not_hold_up_other_connections(
     tracardi_collector: Collector,
 ) -> None:

@@ -563,6 +563,8 @@ class HTTPServer:
         self.server_port: int = self.socket.getsockname()[1]
         self.loop = asyncio.new_event_loop()
         self._listener: asyncio.Server | None = None
+        self._listening_to = 0  # bumped by each rebind and stop: a listen begun before is stale
+        self._opening = False  # a listen is under way (create_server has not returned)
         self._staged: list[tuple[_Connection, PendingReply]] = []
         self._counted = 0  # staged requests when the loop last looked at the sockets
         self._thread: threading.Thread | None = None
@@ -601,11 +603,24 @@ class HTTPServer:
                 connection.reset()
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
+            self.socket.close()
 
     async def _listen(self, sock: socket.socket) -> None:
-        self._listener = await self.loop.create_server(
-            lambda: _Connection(self), sock=sock, backlog=_BACKLOG
-        )
+        """Serve ``sock``, unless a stop or another rebind came while it was being set up:
+        then the new server is closed at once (it closes ``sock``), never left serving a
+        socket nobody tracks, nor made to serve one already closed."""
+        asked = self._listening_to
+        self._opening = True
+        try:
+            server = await self.loop.create_server(
+                lambda: _Connection(self), sock=sock, backlog=_BACKLOG
+            )
+        finally:
+            self._opening = False
+        if asked != self._listening_to:
+            server.close()
+            return
+        self._listener = server
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop listening, drop every connection and stop the loop (waits for its thread)."""
@@ -623,10 +638,12 @@ class HTTPServer:
         """Close the listening socket: connecting is refused until :meth:`rebind`."""
 
         def stop() -> None:
+            self._listening_to += 1
             if self._listener is not None:
-                self._listener.close()
+                self._listener.close()  # closes its socket
                 self._listener = None
-            self.socket.close()
+            elif not self._opening:  # else the listen under way closes it (see _listen)
+                self.socket.close()
 
         self._call(stop)
 
@@ -639,8 +656,13 @@ class HTTPServer:
         self.socket = sock
 
         def listen() -> None:
-            if self._listener is None:
-                self.loop.create_task(self._listen(sock))
+            if sock.fileno() < 0:  # a stop came first and closed it
+                return
+            self._listening_to += 1  # a listen still under way is stale now
+            if self._listener is not None:  # serving an old socket: it stops
+                self._listener.close()
+                self._listener = None
+            self.loop.create_task(self._listen(sock))
 
         self._call(listen)
 
