@@ -402,3 +402,19 @@ def test_a_reused_subject_gets_its_payload_head_made_once_until_either_subject_c
     other = Tracker("http://t.example", "src", emitter=SyncEmitter(transport=CapturingTransport()))
     other.track(Event("x", event_subject=alice))  # another tracker keeps its own
     assert len(made) == 4
+
+
+def test_a_tracked_subject_can_still_be_pickled_and_copied() -> None:
+    import copy
+    import pickle
+
+    tracker = Tracker(
+        "http://t.example", "src", emitter=SyncEmitter(transport=CapturingTransport())
+    )
+    alice = Subject(user_id="alice", lang="pl")
+    tracker.track(Event("x", event_subject=alice))  # the tracker keeps its memo on alice
+    copies = [pickle.loads(pickle.dumps(alice)), copy.deepcopy(alice), copy.copy(alice)]
+    assert copies == [alice] * 3
+    for twin in copies:  # the same visitor for the tracker, found again
+        tracker.track(Event("x", event_subject=twin))
+        assert tracker.identity(twin) == tracker.identity(alice)

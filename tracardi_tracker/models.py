@@ -319,6 +319,17 @@ class Subject:
         """A copy with the identity fields (ids, user id, metadata) cleared."""
         return self._copy(None, _IDENTITY_FIELDS)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The fields, for ``pickle`` and ``copy``, without a tracker's memo (it holds a
+        visitor and its locks; a copy makes its own)."""
+        return {name: getattr(self, name) for name in _SUBJECT_STATE}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`__getstate__` gave."""
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_memo", None)
+
     def _copy(self, over: Subject | None, cleared: tuple[str, ...]) -> Subject:
         # Both sides were validated when set: copy the slots without running validators.
         new = object.__new__(Subject)
@@ -337,3 +348,4 @@ class Subject:
 
 
 _SUBJECT_FIELDS = tuple(field.name for field in attrs.fields(Subject) if field.init)
+_SUBJECT_STATE = (*_SUBJECT_FIELDS, "_version")
