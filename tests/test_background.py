@@ -517,3 +517,20 @@ def test_an_event_that_cannot_be_encoded_is_reported_alone_and_the_rest_go(
     assert "could not be encoded" in str(failures.reports[0][1])
     assert [event["id"] for event in transport.events] == ids[:3] + ids[4:]
     assert emitter.stats().failed == 1
+
+
+def test_a_subclass_that_replaces_emit_sees_every_event() -> None:
+    seen: list[str] = []
+
+    class Logging(BackgroundEmitter):
+        def emit(self, envelope: Envelope) -> None:
+            seen.append(envelope.event_id)
+            super().emit(envelope)
+
+    transport = CapturingTransport()
+    emitter = Logging(transport=transport, flush_interval=0.01, retry=FAST_RETRY)
+    tracker = Tracker("http://t.example", "src", emitter=emitter)
+    ids = [tracker.track(Event("x", {"n": n})) for n in range(5)]
+    assert tracker.close(5) == 0
+    assert seen == ids
+    assert [event["id"] for event in transport.events] == ids

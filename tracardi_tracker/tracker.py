@@ -73,6 +73,17 @@ def _default_emitter() -> Emitter:
     return BackgroundEmitter()
 
 
+def _parts_emitter(emitter: Emitter) -> Any:
+    """The background emitter's ``emit()`` from an event's parts (no envelope made), when
+    ``emitter`` is one whose ``emit`` no subclass replaced; else None."""
+    from ._worker import BackgroundEmitter  # the worker module imports this package's parts
+
+    kind = type(emitter)
+    if issubclass(kind, BackgroundEmitter) and kind.emit is BackgroundEmitter.emit:
+        return emitter._emit_parts  # type: ignore[attr-defined]
+    return None
+
+
 def _endpoint_url(endpoint: str) -> str:
     if not isinstance(endpoint, str):
         raise ConfigurationError(f"endpoint must be a URL string, got {endpoint!r}")
@@ -127,8 +138,7 @@ class Tracker:
         self.url = _endpoint_url(endpoint)
         self.source_id = source_id.strip()
         self.emitter: Emitter = emitter if emitter is not None else _default_emitter()
-        # the background emitter's emit() from an event's parts, without an envelope
-        self._emit_parts = getattr(self.emitter, "_emit_parts", None)
+        self._emit_parts = _parts_emitter(self.emitter)
         self.subject = subject if subject is not None else Subject()
         self.namespace = namespace
         self.app_id = app_id
