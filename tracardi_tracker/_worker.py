@@ -214,14 +214,7 @@ class BackgroundEmitter:
 
             self._spool = Spool(self._spool_path)
             for envelope in self._spool.claim_orphans():
-                self._buffer(
-                    envelope.event_id,
-                    envelope.event_json,
-                    envelope.session_id,
-                    envelope.head,
-                    envelope.visitor,
-                    envelope.spool_seq,
-                )
+                self._buffer_encoded(envelope)
             if self._held:
                 self._start()  # a previous run's events go out first
         _register(self)
@@ -280,6 +273,13 @@ class BackgroundEmitter:
             self._spool.add(envelope)  # encodes it, too
         if self._held >= self.max_queue and not self._make_room(envelope):
             return
+        self._buffer_encoded(envelope)
+        if self._thread is None:
+            self._start()
+
+    def _buffer_encoded(self, envelope: Envelope) -> None:
+        """:meth:`_buffer` an envelope whose event is encoded (or encodes it now): a
+        spooled one, or one a previous run left in the spool."""
         self._buffer(
             envelope.event_id,
             envelope.event_json,
@@ -288,8 +288,6 @@ class BackgroundEmitter:
             envelope.visitor,
             envelope.spool_seq,
         )
-        if self._thread is None:
-            self._start()
 
     def _emit_parts(
         self,
