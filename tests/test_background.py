@@ -312,6 +312,22 @@ def test_a_rejected_payload_is_reported_and_not_retried(make_background: Any) ->
     assert emitter.stats().failed == 1
 
 
+def test_reports_name_each_event_by_its_own_id_however_it_is_written(
+    make_background: Any,
+) -> None:
+    # what waits keeps no id beside the event's JSON: the ids are read back from it
+    failures = Failures()
+    transport = CapturingTransport(lambda payload: (422, {"detail": [{"loc": [], "msg": "bad"}]}))
+    tracker, _ = make_background(transport, on_failure=failures)
+    given = ["plain-1", "zażółć", 'a "quoted" \\ id', "line\nbreak", "x" * 64]
+    for event_id in given:
+        tracker.track(Event("x", event_id=event_id))
+    assert tracker.flush(5) == 0
+    ((ids, error),) = failures.reports
+    assert ids == given
+    assert list(error.event_ids) == given
+
+
 def test_flush_returns_by_its_deadline_with_the_unsent_count(make_background: Any) -> None:
     gate = Gate()
     tracker, _ = make_background(CapturingTransport(gate), batch_size=5)

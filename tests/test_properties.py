@@ -15,7 +15,7 @@ import pytest
 
 from tracardi_tracker import Event, InvalidEventError, PageView, Time, Tracker
 from tracardi_tracker._capture import CapturingTransport
-from tracardi_tracker._serialization import dumps, encode_event, event_to_wire
+from tracardi_tracker._serialization import dumps, encode_event, event_to_wire, read_event_id
 from tracardi_tracker.events import BaseEvent
 
 
@@ -113,8 +113,10 @@ def test_bad_event_context_value_names_the_context_path(
 def test_encoded_event_is_its_wire_form_whichever_path_encodes_it(
     event: BaseEvent, tags: tuple[str, ...]
 ) -> None:
-    for event_id in ("e-1", 'own "id" \\ ✓'):  # an id of the caller's is escaped
+    # an id of the caller's is escaped, and read back from the JSON as it was given
+    for event_id in ("e-1", str(uuid.uuid4()), "zażółć", 'own "id" \\ ✓', "line\nbreak"):
         wire = event_to_wire(event, event_id, tags)
         assert wire.get("tags", []) == [*tags, *event.tags]  # the tracker's first
         assert json.loads(encode_event(event, event_id, tags)) == wire
         assert encode_event(event, event_id, tags) == dumps(wire)
+        assert read_event_id(encode_event(event, event_id, tags)) == event_id

@@ -37,7 +37,7 @@ import attrs
 
 from ._default_transport import default_transport
 from ._retry import RetryPolicy, is_retryable
-from ._serialization import encode_event
+from ._serialization import EventIds, encode_event, read_event_id
 from ._transport import DEFAULT_TIMEOUT, Transport
 from ._visitors import Visitor, stock_event_ids
 from .emitters import (
@@ -66,11 +66,12 @@ _BatchKey = tuple[Visitor, str]
 
 class _Batch:
     """One payload's worth of a visitor's session with one payload head, as ``emit()``
-    fills it and a sender posts it: the events' ids and JSON in flat lists, with no
-    object per event, so what waits is compact and lengthens no pass of the garbage
-    collector. Envelopes are made again only for callbacks and reports."""
+    fills it and a sender posts it: the events' JSON in a flat list, with no other
+    object per event (their ids are read back from it when wanted), so what waits is
+    compact and lengthens no pass of the garbage collector. Envelopes are made again
+    only for callbacks and reports."""
 
-    __slots__ = ("bodies", "born", "head", "ids", "seqs", "session_id", "size", "visitor")
+    __slots__ = ("bodies", "born", "head", "seqs", "session_id", "size", "visitor")
 
     def __init__(self, head: PayloadHead, visitor: Visitor, session_id: str, born: float) -> None:
         self.head = head
@@ -78,16 +79,19 @@ class _Batch:
         self.session_id = session_id
         self.born = born  # when its first event came (time.monotonic())
         self.size = 0  # the events' JSON, in bytes
-        self.ids: list[str] = []
         self.bodies: list[bytes] = []
         self.seqs: list[int | None] = []  # the events' spool rows, with a spool
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.bodies)
+
+    def event_ids(self) -> EventIds:
+        """The events' ids (read when asked for)."""
+        return EventIds(self.bodies)
 
     def envelopes(self) -> list[Envelope]:
         """The events as envelopes (already encoded), for callbacks and reports."""
-        seqs = self.seqs or [None] * len(self.ids)
+        seqs = self.seqs or [None] * len(self.bodies)
         return [
             Envelope(
                 event_id,
@@ -98,7 +102,7 @@ class _Batch:
                 encoded=body,
                 spool_seq=seq,
             )
-            for event_id, body, seq in zip(self.ids, self.bodies, seqs, strict=True)
+            for event_id, body, seq in zip(self.event_ids(), self.bodies, seqs, strict=True)
         ]
 
 
@@ -340,16 +344,15 @@ class BackgroundEmitter:
                     if batch is not None:
                         self._hand_over(buffers.pop(key))
                     batch = buffers[key] = _Batch(head, visitor, session_id, time.monotonic())
-                ids = batch.ids
-                ids.append(event_id)
-                batch.bodies.append(body)
+                bodies = batch.bodies
+                bodies.append(body)
                 if spool_seq is not None:  # every event has one when there is a spool
                     batch.seqs.append(spool_seq)
                 self._held += 1
                 size = len(body)
                 batch.size += size
                 self._buffered += size
-                if len(ids) >= self.batch_size or batch.size >= self.max_batch_bytes:
+                if len(bodies) >= self.batch_size or batch.size >= self.max_batch_bytes:
                     self._hand_over(buffers.pop(key))
                 elif self._buffered > self.max_buffer_bytes:
                     self._hand_over(buffers.pop(_largest(buffers)))
@@ -399,20 +402,20 @@ class BackgroundEmitter:
         sender took those in flight out of it), else from the oldest buffer."""
         with self._lock:
             for batch in (*self._outbox, *self._buffers.values()):
-                event_id, body = batch.ids.pop(0), batch.bodies.pop(0)
+                body = batch.bodies.pop(0)
                 seq = batch.seqs.pop(0) if batch.seqs else None
                 batch.size -= len(body)
                 sent_off = batch in self._outbox
                 if not sent_off:
                     self._buffered -= len(body)
-                if not batch.ids:
+                if not batch.bodies:
                     if sent_off:
                         self._outbox.remove(batch)
                     else:
                         del self._buffers[(batch.visitor, batch.session_id)]
                 self._held -= 1
                 return Envelope(
-                    event_id,
+                    read_event_id(body),
                     None,
                     batch.session_id,
                     batch.head,
@@ -661,7 +664,7 @@ class BackgroundEmitter:
                 batch.head,
                 batch.visitor,
                 batch.session_id,
-                batch.ids,
+                batch.event_ids(),
                 batch.bodies,
                 stop_event=self._stop,
                 on_retry=self._count_retry,
@@ -692,7 +695,7 @@ class BackgroundEmitter:
         if self._spool is not None:
             self._spool.acknowledge(batch.seqs)
         if not error.event_ids:
-            error.event_ids = tuple(batch.ids)
+            error.event_ids = tuple(batch.event_ids())
         self._callbacks.failure(batch.envelopes(), error)
 
 
