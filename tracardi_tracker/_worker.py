@@ -1,8 +1,8 @@
 """The background emitter: a bounded queue, a worker thread and senders, batching,
 fork and exit.
 
-Shape: the caller's ``emit()`` encodes the event and appends its id and JSON to its
-visitor's buffer (one lock, held for a few list appends); a full buffer goes straight
+Shape: the caller's ``emit()`` encodes the event and appends its JSON to its visitor's
+buffer (one lock, held for a list append and a few counts); a full buffer goes straight
 to the outbox. So an event waits as bytes from the moment ``track()`` returns: cheap
 to hold, and nothing the garbage collector scans outlives the call (a queue of event
 objects that waited for a thread to encode them made the collector's full passes
