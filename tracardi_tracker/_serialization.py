@@ -470,8 +470,8 @@ def encode_payload(payload: JsonDict, events: Sequence[bytes]) -> bytes:
     """Encode a payload from :func:`payload_to_wire` (with no events) and the events
     already encoded one by one, spliced into its ``events`` list.
 
-    Events are encoded as soon as the worker takes them, so they wait as bytes, which
-    the garbage collector never scans, rather than as dicts.
+    Events are encoded when they are tracked, so they wait as bytes, which the garbage
+    collector never scans, rather than as dicts.
     """
     return splice_events(dumps(payload), b",".join(events))
 

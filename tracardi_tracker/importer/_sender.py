@@ -41,7 +41,7 @@ from typing import IO, Any
 import attrs
 
 from .._retry import RetryPolicy, is_retryable
-from .._serialization import options_to_wire, splice_events
+from .._serialization import options_to_wire, read_event_id, splice_events
 from .._transport import TrackResponse, Transport
 from ..exceptions import DeliveryError, PayloadRejectedError, SourceRejectedError
 from ..models import Options
@@ -147,7 +147,7 @@ class Batch:
         begin = self.ends[start - 1] + 1 if start else 0
         ids = []
         for stop in ends:
-            ids.append(str(_json.decode(bytes(self.body[begin:stop]))["id"]))
+            ids.append(read_event_id(bytes(self.body[begin:stop])))
             begin = stop + 1
         return ids
 
